@@ -1,0 +1,76 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/custos-dev/custos/internal/store"
+)
+
+const keyCols = `id, algorithm, state, public_jwk, sealed, sealer, custodian, imported, created_at,
+	activate_at, activated_at, retired_at, revoked_at, publish_until, note`
+
+// InsertKey stores a new signing key. Key IDs are never reused: inserting a
+// known ID fails with store.ErrConflict, even if that key was revoked long ago.
+func (s *Store) InsertKey(ctx context.Context, k store.Key) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			k.ID, k.Algorithm, string(k.State), k.PublicJWK, k.Sealed, k.Sealer, k.Custodian, boolInt(k.Imported),
+			ts(k.CreatedAt), ts(k.ActivateAt), ts(k.ActivatedAt), ts(k.RetiredAt), ts(k.RevokedAt), ts(k.PublishUntil), k.Note)
+		if isUnique(err) {
+			return fmt.Errorf("key %q: %w", k.ID, store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// Keys returns every key ever stored, oldest first.
+func (s *Store) Keys(ctx context.Context) ([]store.Key, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+keyCols+` FROM signing_keys ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Key
+	for rows.Next() {
+		var k store.Key
+		var state string
+		var imported, created, activateAt, activated, retired, revoked, until int64
+		if err := rows.Scan(&k.ID, &k.Algorithm, &state, &k.PublicJWK, &k.Sealed, &k.Sealer, &k.Custodian, &imported,
+			&created, &activateAt, &activated, &retired, &revoked, &until, &k.Note); err != nil {
+			return nil, err
+		}
+		k.State, k.Imported = store.KeyState(state), imported != 0
+		k.CreatedAt, k.ActivateAt, k.ActivatedAt = tm(created), tm(activateAt), tm(activated)
+		k.RetiredAt, k.RevokedAt, k.PublishUntil = tm(retired), tm(revoked), tm(until)
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// UpdateKey writes a key's state, lifecycle times and note, but only if its
+// stored state is still from; otherwise it fails with store.ErrConflict. The
+// key material, algorithm and custodian never change.
+func (s *Store) UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET state = ?, activate_at = ?, activated_at = ?,
+			retired_at = ?, revoked_at = ?, publish_until = ?, note = ? WHERE id = ? AND state = ?`,
+			string(k.State), ts(k.ActivateAt), ts(k.ActivatedAt), ts(k.RetiredAt), ts(k.RevokedAt), ts(k.PublishUntil), k.Note,
+			k.ID, string(from))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var exists int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM signing_keys WHERE id = ?`, k.ID).Scan(&exists); err != nil {
+				return err
+			}
+			if exists == 0 {
+				return fmt.Errorf("key %q: %w", k.ID, store.ErrNotFound)
+			}
+			return fmt.Errorf("key %q is no longer %s: %w", k.ID, from, store.ErrConflict)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,243 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/custos-dev/custos/internal/store"
+)
+
+const receiptCols = `jti, kind, subject, client_id, key_id, issued_at, expires_at, session_id, grant_type, client_ip, family_id, revoked_at`
+
+func insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Receipt) error {
+	for _, r := range rs {
+		_, err := tx.ExecContext(ctx, `INSERT INTO receipts (`+receiptCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.JTI, string(r.Kind), r.Subject, r.ClientID, r.KeyID, ts(r.IssuedAt), ts(r.ExpiresAt), r.SessionID,
+			r.Grant, r.ClientIP, r.FamilyID, ts(r.RevokedAt))
+		if isUnique(err) {
+			return fmt.Errorf("receipt %q: %w", r.JTI, store.ErrConflict)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error {
+	if t == nil {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
+		audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.Hash, t.JTI, t.FamilyID, t.ClientID, t.Subject, t.SessionID, t.Scope, t.Audience,
+		ts(t.AuthTime), ts(t.IssuedAt), ts(t.ExpiresAt), ts(t.SpentAt), ts(t.RevokedAt))
+	if isUnique(err) {
+		return fmt.Errorf("refresh token: %w", store.ErrConflict)
+	}
+	return err
+}
+
+// InsertGrant durably records a grant's receipts and refresh token, all or
+// nothing. Tokens may be handed out only after it returns nil.
+func (s *Store) InsertGrant(ctx context.Context, g store.Grant) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, g.Refresh)
+	})
+}
+
+// Receipt returns the receipt for jti.
+func (s *Store) Receipt(ctx context.Context, jti string) (store.Receipt, error) {
+	var r store.Receipt
+	var kind string
+	var iat, exp, revoked int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT `+receiptCols+` FROM receipts WHERE jti = ?`, jti).Scan(
+		&r.JTI, &kind, &r.Subject, &r.ClientID, &r.KeyID, &iat, &exp, &r.SessionID, &r.Grant, &r.ClientIP, &r.FamilyID, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Receipt{}, fmt.Errorf("receipt: %w", store.ErrNotFound)
+	}
+	r.Kind, r.IssuedAt, r.ExpiresAt, r.RevokedAt = store.ReceiptKind(kind), tm(iat), tm(exp), tm(revoked)
+	return r, err
+}
+
+// RevokeReceipt revokes one token's receipt. Revoking a revoked receipt keeps
+// the first time and is not an error.
+func (s *Store) RevokeReceipt(ctx context.Context, jti string, at time.Time) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE jti = ?`, ts(at), jti)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("receipt: %w", store.ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE jti = ? AND revoked_at = 0`, ts(at), jti)
+		return err
+	})
+}
+
+// RevokeSubject revokes every unexpired receipt and refresh token of a
+// subject (password change, account disabled). It returns how many receipts
+// it revoked.
+func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time) (int, error) {
+	return s.revokeWhere(ctx, "subject = ?", subject, at)
+}
+
+// RevokeFamily revokes every receipt and refresh token descending from one
+// authorization (refresh-token reuse, replayed code, RFC 7009 revocation).
+func (s *Store) RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error) {
+	if familyID == "" {
+		return 0, nil
+	}
+	return s.revokeWhere(ctx, "family_id = ?", familyID, at)
+}
+
+// RevokeSession revokes every receipt and refresh token of a login session.
+func (s *Store) RevokeSession(ctx context.Context, sessionID string, at time.Time) (int, error) {
+	if sessionID == "" {
+		return 0, nil
+	}
+	return s.revokeWhere(ctx, "session_id = ?", sessionID, at)
+}
+
+func (s *Store) revokeWhere(ctx context.Context, where, arg string, at time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = ? WHERE `+where+` AND revoked_at = 0 AND expires_at > ?`, ts(at), arg, ts(at))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE `+where+` AND revoked_at = 0`, ts(at), arg)
+		return err
+	})
+	return int(n), err
+}
+
+// Prune deletes receipts, refresh tokens and authorization codes that
+// expired before before. It returns how many receipts it deleted.
+func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM receipts WHERE expires_at < ?`, ts(before))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, ts(before)); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE expires_at < ?`, ts(before))
+		return err
+	})
+	return int(n), err
+}
+
+// InsertAuthCode stores a new authorization code.
+func (s *Store) InsertAuthCode(ctx context.Context, c store.AuthCode) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, redirect_uri, subject, session_id, scope, nonce,
+			code_challenge, audience, auth_time, expires_at, used_at, family_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			c.Hash, c.ClientID, c.RedirectURI, c.Subject, c.SessionID, c.Scope, c.Nonce, c.CodeChallenge, c.Audience,
+			ts(c.AuthTime), ts(c.ExpiresAt), ts(c.UsedAt), c.FamilyID)
+		if isUnique(err) {
+			return fmt.Errorf("authorization code: %w", store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// AuthCode returns the authorization code with the given hash.
+func (s *Store) AuthCode(ctx context.Context, hash []byte) (store.AuthCode, error) {
+	var c store.AuthCode
+	var authTime, exp, used int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT hash, client_id, redirect_uri, subject, session_id, scope, nonce, code_challenge,
+		audience, auth_time, expires_at, used_at, family_id FROM auth_codes WHERE hash = ?`, hash).Scan(
+		&c.Hash, &c.ClientID, &c.RedirectURI, &c.Subject, &c.SessionID, &c.Scope, &c.Nonce, &c.CodeChallenge,
+		&c.Audience, &authTime, &exp, &used, &c.FamilyID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.AuthCode{}, fmt.Errorf("authorization code: %w", store.ErrNotFound)
+	}
+	c.AuthTime, c.ExpiresAt, c.UsedAt = tm(authTime), tm(exp), tm(used)
+	return c, err
+}
+
+// RedeemAuthCode spends an authorization code and records the grant it
+// produced, all or nothing. A code that was already spent fails with
+// store.ErrReused and changes nothing: the caller should revoke the family
+// the first redemption created.
+func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, familyID string, g store.Grant) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = ?, family_id = ? WHERE hash = ? AND used_at = 0`, ts(at), familyID, hash)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var used int64
+			err := tx.QueryRowContext(ctx, `SELECT used_at FROM auth_codes WHERE hash = ?`, hash).Scan(&used)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("authorization code: %w", store.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("authorization code: %w", store.ErrReused)
+		}
+		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, g.Refresh)
+	})
+}
+
+// RefreshToken returns the refresh token with the given hash.
+func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, error) {
+	var t store.RefreshToken
+	var authTime, iat, exp, spent, revoked int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT hash, jti, family_id, client_id, subject, session_id, scope, audience,
+		auth_time, issued_at, expires_at, spent_at, revoked_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(
+		&t.Hash, &t.JTI, &t.FamilyID, &t.ClientID, &t.Subject, &t.SessionID, &t.Scope, &t.Audience,
+		&authTime, &iat, &exp, &spent, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.RefreshToken{}, fmt.Errorf("refresh token: %w", store.ErrNotFound)
+	}
+	t.AuthTime, t.IssuedAt, t.ExpiresAt, t.SpentAt, t.RevokedAt = tm(authTime), tm(iat), tm(exp), tm(spent), tm(revoked)
+	return t, err
+}
+
+// RotateRefresh spends the refresh token with hash old and records the grant
+// that replaces it, all or nothing. If old was already spent it fails with
+// store.ErrReused; if it was revoked, with store.ErrNotFound. Either way
+// nothing changes; on ErrReused the caller revokes the family.
+func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`, ts(at), old)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var spent, revoked int64
+			err := tx.QueryRowContext(ctx, `SELECT spent_at, revoked_at FROM refresh_tokens WHERE hash = ?`, old).Scan(&spent, &revoked)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return fmt.Errorf("refresh token: %w", store.ErrNotFound)
+			case err != nil:
+				return err
+			case revoked != 0:
+				return fmt.Errorf("refresh token revoked: %w", store.ErrNotFound)
+			default:
+				return fmt.Errorf("refresh token: %w", store.ErrReused)
+			}
+		}
+		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, g.Refresh)
+	})
+}

@@ -1,0 +1,52 @@
+// Package storetest is the conformance suite every custos storage backend
+// must pass. A backend's tests call Run with a function that opens a fresh,
+// empty store; the suite checks the behaviour callers rely on — uniqueness,
+// compare-and-swap, all-or-nothing grants, single-use credentials and
+// revocation — not how the backend achieves it.
+package storetest
+
+import (
+	"context"
+	"time"
+
+	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// Backend is everything a storage backend provides. Callers never use it:
+// each declares the narrow interface it needs, and a backend satisfies them
+// all by satisfying this.
+type Backend interface {
+	event.Sink
+	Events(ctx context.Context, after int64, limit int) ([]store.EventRecord, error)
+
+	CreateAccount(ctx context.Context, a store.Account) error
+	Account(ctx context.Context, id string) (store.Account, error)
+	AccountByLoginID(ctx context.Context, loginID string) (store.Account, error)
+	UpdatePasswordHash(ctx context.Context, id, hash string, at time.Time) error
+	DisableAccount(ctx context.Context, id string, at time.Time) error
+	ListAccounts(ctx context.Context, after string, limit int) ([]store.Account, error)
+
+	CreateClient(ctx context.Context, c store.Client) error
+	Client(ctx context.Context, id string) (store.Client, error)
+	ListClients(ctx context.Context) ([]store.Client, error)
+	DeleteClient(ctx context.Context, id string, at time.Time) error
+
+	InsertKey(ctx context.Context, k store.Key) error
+	Keys(ctx context.Context) ([]store.Key, error)
+	UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error
+
+	InsertGrant(ctx context.Context, g store.Grant) error
+	Receipt(ctx context.Context, jti string) (store.Receipt, error)
+	RevokeReceipt(ctx context.Context, jti string, at time.Time) error
+	RevokeSubject(ctx context.Context, subject string, at time.Time) (int, error)
+	RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error)
+	RevokeSession(ctx context.Context, sessionID string, at time.Time) (int, error)
+	Prune(ctx context.Context, before time.Time) (int, error)
+
+	InsertAuthCode(ctx context.Context, c store.AuthCode) error
+	AuthCode(ctx context.Context, hash []byte) (store.AuthCode, error)
+	RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, familyID string, g store.Grant) error
+	RefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, error)
+	RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error
+}

@@ -1,0 +1,457 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// Run runs the conformance suite. open must return a fresh, empty store and
+// arrange for it to be closed when the test ends.
+func Run(t *testing.T, open func(t *testing.T) Backend) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, b Backend)
+	}{
+		{"Accounts", testAccounts},
+		{"Clients", testClients},
+		{"Keys", testKeys},
+		{"Grants", testGrants},
+		{"AuthCodes", testAuthCodes},
+		{"RefreshRotation", testRefreshRotation},
+		{"Revocation", testRevocation},
+		{"Prune", testPrune},
+		{"Events", testEvents},
+		{"ConcurrentWrites", testConcurrentWrites},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
+	}
+}
+
+// t0 is a fixed instant; backends must round-trip times to the nanosecond.
+var t0 = time.Date(2026, 5, 23, 10, 0, 0, 123456789, time.UTC)
+
+func mustErr(t *testing.T, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testAccounts(t *testing.T, b Backend) {
+	ctx := t.Context()
+	a := store.Account{ID: "acc_1", LoginID: "kim@example.com", Name: "김민준", PasswordHash: "$argon2id$x", CreatedAt: t0, UpdatedAt: t0}
+	must(t, b.CreateAccount(ctx, a))
+	mustErr(t, b.CreateAccount(ctx, store.Account{ID: "acc_2", LoginID: a.LoginID, CreatedAt: t0, UpdatedAt: t0}), store.ErrConflict)
+	mustErr(t, b.CreateAccount(ctx, store.Account{ID: a.ID, LoginID: "other@example.com", CreatedAt: t0, UpdatedAt: t0}), store.ErrConflict)
+
+	got, err := b.Account(ctx, a.ID)
+	must(t, err)
+	if !reflect.DeepEqual(got, a) {
+		t.Fatalf("Account = %+v, want %+v", got, a)
+	}
+	got, err = b.AccountByLoginID(ctx, a.LoginID)
+	must(t, err)
+	if got.ID != a.ID {
+		t.Fatalf("AccountByLoginID = %q, want %q", got.ID, a.ID)
+	}
+	_, err = b.Account(ctx, "acc_missing")
+	mustErr(t, err, store.ErrNotFound)
+	_, err = b.AccountByLoginID(ctx, "nobody@example.com")
+	mustErr(t, err, store.ErrNotFound)
+
+	t1 := t0.Add(time.Hour)
+	must(t, b.UpdatePasswordHash(ctx, a.ID, "$argon2id$y", t1))
+	mustErr(t, b.UpdatePasswordHash(ctx, "acc_missing", "h", t1), store.ErrNotFound)
+	got, _ = b.Account(ctx, a.ID)
+	if got.PasswordHash != "$argon2id$y" || !got.UpdatedAt.Equal(t1) || got.Disabled() {
+		t.Fatalf("after UpdatePasswordHash: %+v", got)
+	}
+	must(t, b.DisableAccount(ctx, a.ID, t1))
+	must(t, b.DisableAccount(ctx, a.ID, t1.Add(time.Hour)))
+	got, _ = b.Account(ctx, a.ID)
+	if !got.DisabledAt.Equal(t1) {
+		t.Fatalf("DisabledAt = %v, want the first disable time %v", got.DisabledAt, t1)
+	}
+	mustErr(t, b.DisableAccount(ctx, "acc_missing", t1), store.ErrNotFound)
+
+	for i := 2; i <= 5; i++ {
+		must(t, b.CreateAccount(ctx, store.Account{ID: fmt.Sprintf("acc_%d", i), LoginID: fmt.Sprintf("u%d@example.com", i), CreatedAt: t0, UpdatedAt: t0}))
+	}
+	page, err := b.ListAccounts(ctx, "", 2)
+	must(t, err)
+	if len(page) != 2 || page[0].ID != "acc_1" || page[1].ID != "acc_2" {
+		t.Fatalf("first page = %v", page)
+	}
+	page, err = b.ListAccounts(ctx, "acc_2", 10)
+	must(t, err)
+	if len(page) != 3 || page[0].ID != "acc_3" || page[2].ID != "acc_5" {
+		t.Fatalf("second page = %v", page)
+	}
+}
+
+func testClients(t *testing.T, b Backend) {
+	ctx := t.Context()
+	c := store.Client{
+		ID: "shop", Name: "Shop", Kind: store.ClientConfidential, SecretHash: []byte{1, 2, 3},
+		RedirectURIs: []string{"https://shop.example/cb"}, Scopes: []string{"openid", "profile"},
+		Audiences: []string{"https://api.shop.example"}, GrantTypes: []string{"authorization_code", "refresh_token"},
+		CreatedAt: t0,
+	}
+	must(t, b.CreateClient(ctx, c))
+	mustErr(t, b.CreateClient(ctx, c), store.ErrConflict)
+	got, err := b.Client(ctx, "shop")
+	must(t, err)
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("Client = %+v, want %+v", got, c)
+	}
+	pub := store.Client{ID: "app", Kind: store.ClientPublic, RedirectURIs: []string{"http://127.0.0.1/cb"}, CreatedAt: t0}
+	must(t, b.CreateClient(ctx, pub))
+	list, err := b.ListClients(ctx)
+	must(t, err)
+	if len(list) != 2 || list[0].ID != "app" || list[1].ID != "shop" || len(list[0].SecretHash) != 0 {
+		t.Fatalf("ListClients = %+v", list)
+	}
+
+	// Deleting a client revokes what it was issued.
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("at-shop", "acc_1", "shop", "fam-shop")}, Refresh: refresh("rt-shop", "acc_1", "shop", "fam-shop")}))
+	must(t, b.DeleteClient(ctx, "shop", t0.Add(time.Minute)))
+	mustErr(t, b.DeleteClient(ctx, "shop", t0), store.ErrNotFound)
+	_, err = b.Client(ctx, "shop")
+	mustErr(t, err, store.ErrNotFound)
+	r, err := b.Receipt(ctx, "at-shop")
+	must(t, err)
+	if !r.Revoked() {
+		t.Fatal("receipt of a deleted client's token is not revoked")
+	}
+	rt, err := b.RefreshToken(ctx, []byte("rt-shop"))
+	must(t, err)
+	if rt.RevokedAt.IsZero() {
+		t.Fatal("refresh token of a deleted client is not revoked")
+	}
+}
+
+func testKeys(t *testing.T, b Backend) {
+	ctx := t.Context()
+	k := store.Key{
+		ID: "kid-1", Algorithm: "EdDSA", State: store.KeyPending, PublicJWK: []byte(`{"kty":"OKP"}`),
+		Sealed: []byte{9, 9, 9}, Sealer: "file:abcd", Custodian: "system", CreatedAt: t0, ActivateAt: t0.Add(10 * time.Minute),
+	}
+	must(t, b.InsertKey(ctx, k))
+	mustErr(t, b.InsertKey(ctx, k), store.ErrConflict)
+	k2 := k
+	k2.ID, k2.CreatedAt, k2.Imported = "kid-2", t0.Add(time.Second), true
+	must(t, b.InsertKey(ctx, k2))
+
+	keys, err := b.Keys(ctx)
+	must(t, err)
+	if len(keys) != 2 || !reflect.DeepEqual(keys[0], k) || !reflect.DeepEqual(keys[1], k2) {
+		t.Fatalf("Keys = %+v", keys)
+	}
+
+	// Compare-and-swap on state.
+	active := k
+	active.State, active.ActivatedAt, active.Note = store.KeyActive, t0.Add(time.Hour), "rotation"
+	must(t, b.UpdateKey(ctx, active, store.KeyPending))
+	mustErr(t, b.UpdateKey(ctx, active, store.KeyPending), store.ErrConflict)
+	mustErr(t, b.UpdateKey(ctx, store.Key{ID: "kid-missing", State: store.KeyActive}, store.KeyPending), store.ErrNotFound)
+
+	// Key material and identity never change through UpdateKey.
+	tampered := active
+	tampered.State, tampered.Sealed, tampered.Algorithm, tampered.RevokedAt = store.KeyRevoked, []byte("evil"), "HS256", t0.Add(2*time.Hour)
+	must(t, b.UpdateKey(ctx, tampered, store.KeyActive))
+	keys, _ = b.Keys(ctx)
+	if keys[0].State != store.KeyRevoked || !keys[0].RevokedAt.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("after revoke: %+v", keys[0])
+	}
+	if string(keys[0].Sealed) != string(k.Sealed) || keys[0].Algorithm != "EdDSA" {
+		t.Fatal("UpdateKey changed key material or algorithm")
+	}
+	// A revoked key's ID still cannot be reused.
+	mustErr(t, b.InsertKey(ctx, k), store.ErrConflict)
+}
+
+func receipt(jti, sub, client, family string) store.Receipt {
+	return store.Receipt{
+		JTI: jti, Kind: store.ReceiptAccess, Subject: sub, ClientID: client, KeyID: "kid-1",
+		IssuedAt: t0, ExpiresAt: t0.Add(10 * time.Minute), SessionID: "sid-1", Grant: "authorization_code",
+		ClientIP: "203.0.113.7", FamilyID: family,
+	}
+}
+
+func refresh(hash, sub, client, family string) *store.RefreshToken {
+	return &store.RefreshToken{
+		Hash: []byte(hash), JTI: "rt-jti-" + hash, FamilyID: family, ClientID: client, Subject: sub, SessionID: "sid-1",
+		Scope: "openid", Audience: "api", AuthTime: t0, IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour),
+	}
+}
+
+func testGrants(t *testing.T, b Backend) {
+	ctx := t.Context()
+	at := receipt("jti-a", "acc_1", "shop", "fam-1")
+	id := at
+	id.JTI, id.Kind = "jti-id", store.ReceiptID
+	rt := refresh("hash-1", "acc_1", "shop", "fam-1")
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{at, id}, Refresh: rt}))
+
+	got, err := b.Receipt(ctx, "jti-a")
+	must(t, err)
+	if !reflect.DeepEqual(got, at) {
+		t.Fatalf("Receipt = %+v, want %+v", got, at)
+	}
+	gotRT, err := b.RefreshToken(ctx, []byte("hash-1"))
+	must(t, err)
+	if !reflect.DeepEqual(gotRT, *rt) {
+		t.Fatalf("RefreshToken = %+v, want %+v", gotRT, *rt)
+	}
+	_, err = b.Receipt(ctx, "jti-missing")
+	mustErr(t, err, store.ErrNotFound)
+
+	// All or nothing: a grant with a duplicate jti records nothing.
+	fresh := receipt("jti-b", "acc_1", "shop", "fam-2")
+	err = b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{fresh, at}, Refresh: refresh("hash-2", "acc_1", "shop", "fam-2")})
+	mustErr(t, err, store.ErrConflict)
+	_, err = b.Receipt(ctx, "jti-b")
+	mustErr(t, err, store.ErrNotFound)
+	_, err = b.RefreshToken(ctx, []byte("hash-2"))
+	mustErr(t, err, store.ErrNotFound)
+}
+
+func testAuthCodes(t *testing.T, b Backend) {
+	ctx := t.Context()
+	c := store.AuthCode{
+		Hash: []byte("code-1"), ClientID: "shop", RedirectURI: "https://shop.example/cb", Subject: "acc_1", SessionID: "sid-1",
+		Scope: "openid", Nonce: "n", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Audience: "api",
+		AuthTime: t0, ExpiresAt: t0.Add(time.Minute),
+	}
+	must(t, b.InsertAuthCode(ctx, c))
+	mustErr(t, b.InsertAuthCode(ctx, c), store.ErrConflict)
+	got, err := b.AuthCode(ctx, c.Hash)
+	must(t, err)
+	if !reflect.DeepEqual(got, c) {
+		t.Fatalf("AuthCode = %+v, want %+v", got, c)
+	}
+
+	g := store.Grant{Receipts: []store.Receipt{receipt("jti-code", "acc_1", "shop", "fam-c")}, Refresh: refresh("hash-c", "acc_1", "shop", "fam-c")}
+	used := t0.Add(10 * time.Second)
+	must(t, b.RedeemAuthCode(ctx, c.Hash, used, "fam-c", g))
+	got, _ = b.AuthCode(ctx, c.Hash)
+	if !got.UsedAt.Equal(used) || got.FamilyID != "fam-c" {
+		t.Fatalf("after redeem: %+v", got)
+	}
+	if _, err := b.Receipt(ctx, "jti-code"); err != nil {
+		t.Fatalf("grant receipt not recorded: %v", err)
+	}
+
+	// A replay changes nothing and records nothing.
+	replay := store.Grant{Receipts: []store.Receipt{receipt("jti-replay", "acc_1", "shop", "fam-r")}}
+	mustErr(t, b.RedeemAuthCode(ctx, c.Hash, used.Add(time.Second), "fam-r", replay), store.ErrReused)
+	_, err = b.Receipt(ctx, "jti-replay")
+	mustErr(t, err, store.ErrNotFound)
+	got, _ = b.AuthCode(ctx, c.Hash)
+	if got.FamilyID != "fam-c" {
+		t.Fatalf("replay changed the code's family to %q", got.FamilyID)
+	}
+	mustErr(t, b.RedeemAuthCode(ctx, []byte("no-such-code"), used, "fam-x", store.Grant{}), store.ErrNotFound)
+
+	// A grant that fails to record leaves the code unspent.
+	c2 := c
+	c2.Hash = []byte("code-2")
+	must(t, b.InsertAuthCode(ctx, c2))
+	mustErr(t, b.RedeemAuthCode(ctx, c2.Hash, used, "fam-d", store.Grant{Receipts: []store.Receipt{receipt("jti-code", "acc_1", "shop", "fam-d")}}), store.ErrConflict)
+	got, _ = b.AuthCode(ctx, c2.Hash)
+	if !got.UsedAt.IsZero() {
+		t.Fatal("a failed redemption spent the code")
+	}
+}
+
+func testRefreshRotation(t *testing.T, b Backend) {
+	ctx := t.Context()
+	must(t, b.InsertGrant(ctx, store.Grant{Refresh: refresh("r1", "acc_1", "shop", "fam")}))
+	next := store.Grant{Receipts: []store.Receipt{receipt("jti-r2", "acc_1", "shop", "fam")}, Refresh: refresh("r2", "acc_1", "shop", "fam")}
+	spent := t0.Add(time.Minute)
+	must(t, b.RotateRefresh(ctx, []byte("r1"), spent, next))
+	r1, _ := b.RefreshToken(ctx, []byte("r1"))
+	if !r1.SpentAt.Equal(spent) {
+		t.Fatalf("r1 not spent: %+v", r1)
+	}
+
+	// Presenting r1 again is reuse, and changes nothing.
+	again := store.Grant{Receipts: []store.Receipt{receipt("jti-r3", "acc_1", "shop", "fam")}, Refresh: refresh("r3", "acc_1", "shop", "fam")}
+	mustErr(t, b.RotateRefresh(ctx, []byte("r1"), spent, again), store.ErrReused)
+	_, err := b.RefreshToken(ctx, []byte("r3"))
+	mustErr(t, err, store.ErrNotFound)
+	mustErr(t, b.RotateRefresh(ctx, []byte("missing"), spent, again), store.ErrNotFound)
+
+	// Concurrent use of one token: exactly one rotation wins.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins, reused := 0, 0
+	for i := range 8 {
+		wg.Go(func() {
+			g := store.Grant{Refresh: refresh(fmt.Sprintf("r2-child-%d", i), "acc_1", "shop", "fam")}
+			err := b.RotateRefresh(ctx, []byte("r2"), spent, g)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				wins++
+			case errors.Is(err, store.ErrReused):
+				reused++
+			default:
+				t.Errorf("concurrent rotate: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins != 1 || reused != 7 {
+		t.Fatalf("concurrent rotation: %d won, %d reused; want 1 and 7", wins, reused)
+	}
+
+	// A revoked token cannot be rotated.
+	n, err := b.RevokeFamily(ctx, "fam", spent)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("RevokeFamily revoked %d receipts, want 1", n)
+	}
+	for i := range 8 {
+		err := b.RotateRefresh(ctx, fmt.Appendf(nil, "r2-child-%d", i), spent, store.Grant{})
+		if err == nil {
+			t.Fatal("rotated a refresh token of a revoked family")
+		}
+	}
+}
+
+func testRevocation(t *testing.T, b Backend) {
+	ctx := t.Context()
+	now := t0.Add(time.Minute)
+	expired := receipt("old", "acc_1", "shop", "")
+	expired.ExpiresAt = t0.Add(-time.Minute)
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{
+		receipt("a1", "acc_1", "shop", "f1"), receipt("a2", "acc_1", "app", "f2"), receipt("b1", "acc_2", "shop", "f3"), expired,
+	}, Refresh: refresh("ra", "acc_1", "shop", "f1")}))
+
+	must(t, b.RevokeReceipt(ctx, "b1", now))
+	must(t, b.RevokeReceipt(ctx, "b1", now.Add(time.Hour)))
+	r, _ := b.Receipt(ctx, "b1")
+	if !r.RevokedAt.Equal(now) {
+		t.Fatalf("revoking twice moved RevokedAt to %v", r.RevokedAt)
+	}
+	mustErr(t, b.RevokeReceipt(ctx, "missing", now), store.ErrNotFound)
+
+	n, err := b.RevokeSubject(ctx, "acc_1", now)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("RevokeSubject revoked %d receipts, want 2 (unexpired ones only)", n)
+	}
+	for _, jti := range []string{"a1", "a2"} {
+		if r, _ := b.Receipt(ctx, jti); !r.Revoked() {
+			t.Fatalf("%s not revoked", jti)
+		}
+	}
+	if rt, _ := b.RefreshToken(ctx, []byte("ra")); rt.RevokedAt.IsZero() {
+		t.Fatal("RevokeSubject left the refresh token")
+	}
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("s1", "acc_3", "shop", "f9")}}))
+	n, err = b.RevokeSession(ctx, "sid-1", now)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("RevokeSession revoked %d, want 1", n)
+	}
+}
+
+func testPrune(t *testing.T, b Backend) {
+	ctx := t.Context()
+	old := receipt("old", "acc_1", "shop", "")
+	old.ExpiresAt = t0.Add(-time.Hour)
+	live := receipt("live", "acc_1", "shop", "")
+	oldRT := refresh("old-rt", "acc_1", "shop", "f")
+	oldRT.ExpiresAt = t0.Add(-time.Hour)
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{old, live}, Refresh: oldRT}))
+	must(t, b.InsertAuthCode(ctx, store.AuthCode{Hash: []byte("old-code"), ExpiresAt: t0.Add(-time.Hour)}))
+
+	n, err := b.Prune(ctx, t0)
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("Prune deleted %d receipts, want 1", n)
+	}
+	_, err = b.Receipt(ctx, "old")
+	mustErr(t, err, store.ErrNotFound)
+	if _, err := b.Receipt(ctx, "live"); err != nil {
+		t.Fatalf("Prune deleted a live receipt: %v", err)
+	}
+	_, err = b.RefreshToken(ctx, []byte("old-rt"))
+	mustErr(t, err, store.ErrNotFound)
+	_, err = b.AuthCode(ctx, []byte("old-code"))
+	mustErr(t, err, store.ErrNotFound)
+}
+
+func testEvents(t *testing.T, b Backend) {
+	ctx := t.Context()
+	e := event.Event{Time: t0, Class: event.ClassToken, Type: "forged_token", Actor: "anonymous", Subject: "acc_1",
+		Client: "shop", IP: "198.51.100.9", Fields: map[string]any{"jti": "x", "kid": "k"}}
+	for range 3 {
+		must(t, b.Emit(ctx, e))
+	}
+	recs, err := b.Events(ctx, 0, 2)
+	must(t, err)
+	if len(recs) != 2 || recs[0].Seq >= recs[1].Seq {
+		t.Fatalf("Events page = %+v", recs)
+	}
+	if !reflect.DeepEqual(recs[0].Event, e) {
+		t.Fatalf("Event = %+v, want %+v", recs[0].Event, e)
+	}
+	rest, err := b.Events(ctx, recs[1].Seq, 10)
+	must(t, err)
+	if len(rest) != 1 {
+		t.Fatalf("after %d: %d events, want 1", recs[1].Seq, len(rest))
+	}
+	if err := b.Emit(ctx, event.Event{Type: "bad", Fields: map[string]any{"f": func() {}}}); err == nil {
+		t.Fatal("Emit accepted fields that cannot be encoded")
+	}
+}
+
+// testConcurrentWrites checks that concurrent writes all land, and that a
+// failing write among them does not undo the others.
+func testConcurrentWrites(t *testing.T, b Backend) {
+	ctx := context.Background()
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("dup", "acc_1", "shop", "")}}))
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			jti := fmt.Sprintf("c-%d", i)
+			if i%10 == 0 {
+				jti = "dup" // conflicts
+			}
+			errs[i] = b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt(jti, "acc_1", "shop", "")}})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%10 == 0 {
+			mustErr(t, err, store.ErrConflict)
+			continue
+		}
+		must(t, err)
+		if _, err := b.Receipt(ctx, fmt.Sprintf("c-%d", i)); err != nil {
+			t.Fatalf("write %d acknowledged but not found: %v", i, err)
+		}
+	}
+}
