@@ -1,0 +1,178 @@
+// Package cli is custos's command-line interface. Run is the whole program:
+// main only calls it, so every command can be tested in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos/internal/node"
+)
+
+// UsageError is a command line custos cannot understand. It exits with 2.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return &UsageError{fmt.Sprintf(format, args...)} }
+
+// ExitCode maps Run's error to a process exit code: 0 for success, 2 for
+// usage errors, 1 for anything else.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		if _, ok := errors.AsType[*UsageError](err); ok {
+			return 2
+		}
+		return 1
+	}
+}
+
+// IO is where a command reads and writes.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+func (s IO) getenv(k string) string {
+	if s.Getenv == nil {
+		return os.Getenv(k)
+	}
+	return s.Getenv(k)
+}
+
+const usage = `custos: customer authentication and personal-data access
+
+Usage:
+  custos serve [--demo] [--data DIR] [--addr HOST:PORT] [--issuer URL]
+  custos keys list|rotate|revoke|import
+  custos clients add|list|remove
+  custos accounts add|disable|list
+  custos token inspect [TOKEN]
+  custos version
+
+Run "custos COMMAND -h" for a command's flags.
+`
+
+// Version is set at build time with -ldflags "-X .../cli.Version=...".
+var Version = "dev"
+
+// Run runs the custos command line args (without the program name).
+func Run(ctx context.Context, args []string, stdio IO) error {
+	if len(args) == 0 {
+		fmt.Fprint(stdio.Stderr, usage)
+		return usagef("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stdio)
+	case "keys":
+		return keysCmd(ctx, rest, stdio)
+	case "clients":
+		return clientsCmd(ctx, rest, stdio)
+	case "accounts":
+		return accountsCmd(ctx, rest, stdio)
+	case "token":
+		return tokenCmd(ctx, rest, stdio)
+	case "version":
+		fmt.Fprintln(stdio.Stdout, "custos", Version)
+		return nil
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdio.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stdio.Stderr, usage)
+		return usagef("unknown command %q", cmd)
+	}
+}
+
+// subcommand dispatches "custos GROUP SUB ...".
+func subcommand(ctx context.Context, group string, args []string, stdio IO, subs map[string]func(context.Context, []string, IO) error) error {
+	names := make([]string, 0, len(subs))
+	for n := range subs {
+		names = append(names, n)
+	}
+	if len(args) == 0 {
+		return usagef("custos %s: give a subcommand: %s", group, strings.Join(sorted(names), ", "))
+	}
+	fn, ok := subs[args[0]]
+	if !ok {
+		return usagef("custos %s: unknown subcommand %q (want %s)", group, args[0], strings.Join(sorted(names), ", "))
+	}
+	return fn(ctx, args[1:], stdio)
+}
+
+func sorted(s []string) []string {
+	slices.Sort(s)
+	return s
+}
+
+// flags is a flag set that reports errors as usage errors.
+func flags(name string, stdio IO) *flag.FlagSet {
+	fs := flag.NewFlagSet("custos "+name, flag.ContinueOnError)
+	fs.SetOutput(stdio.Stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &UsageError{err.Error()}
+	}
+	return nil
+}
+
+// nodeFlags are the flags every command that opens the data directory takes.
+type nodeFlags struct {
+	data, rootKeyFile, rootKeyEnv string
+	keyAlg                        string
+	keyPeriod                     time.Duration
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", node.DefaultDataDir, "data directory")
+	fs.StringVar(&f.rootKeyFile, "root-key-file", "", "root key file (default: DATA/root.key, created on first start)")
+	fs.StringVar(&f.rootKeyEnv, "root-key-env", "", "name of an environment variable holding the base64 root key")
+	fs.StringVar(&f.keyAlg, "key-algorithm", "EdDSA", "algorithm of new signing keys: EdDSA or ES256")
+	fs.DurationVar(&f.keyPeriod, "key-active-period", 24*time.Hour, "how long a signing key signs before rotation")
+}
+
+func (f *nodeFlags) config() node.Config {
+	cfg := node.Config{DataDir: f.data, RootKeyFile: f.rootKeyFile, RootKeyEnv: f.rootKeyEnv}
+	cfg.Keys.Algorithm = f.keyAlg
+	cfg.Keys.ActivePeriod = f.keyPeriod
+	return cfg
+}
+
+// open opens the node for an administrative command.
+func (f *nodeFlags) open(ctx context.Context, stdio IO) (*node.Node, error) {
+	cfg := f.config()
+	cfg.Logger = slog.New(slog.NewTextHandler(stdio.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return node.Open(ctx, cfg)
+}
+
+// actor names the operator running an administrative command.
+func actor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	return "cli"
+}

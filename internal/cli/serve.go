@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/custos-dev/custos/internal/demo"
+	"github.com/custos-dev/custos/internal/issuer"
+	"github.com/custos-dev/custos/internal/node"
+)
+
+func serve(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("serve", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	addr := fs.String("addr", node.DefaultAddr, "listen address")
+	iss := fs.String("issuer", "", "public issuer URL (default: http://ADDR)")
+	demo := fs.Bool("demo", false, "seed a demo client and demo customers")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("custos serve: --log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(stdio.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	cfg := nf.config()
+	cfg.Addr, cfg.Issuer, cfg.Logger, cfg.Demo = ln.Addr().String(), *iss, log, *demo
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	base := n.Config().Issuer
+
+	fmt.Fprintf(stdio.Stdout, "custos is serving %s (data in %s)\n\n", base, n.Config().DataDir)
+	fmt.Fprintf(stdio.Stdout, "  discovery      %s%s\n", base, issuer.PathDiscovery)
+	fmt.Fprintf(stdio.Stdout, "  JWKS           %s%s\n", base, issuer.PathJWKS)
+	fmt.Fprintf(stdio.Stdout, "  sign-in        %s%s\n\n", base, issuer.PathAuthorize)
+	if *demo {
+		if err := seedDemo(ctx, n, stdio); err != nil {
+			return fmt.Errorf("seeding the demo: %w", err)
+		}
+	} else {
+		fmt.Fprintln(stdio.Stdout, "To sign in, register a client and a customer first:")
+		fmt.Fprintln(stdio.Stdout, "  custos clients add --id my-app --public --redirect-uri http://127.0.0.1:3000/callback")
+		fmt.Fprintln(stdio.Stdout, "  echo 'a long password' | custos accounts add --login you@example.com --name 'Your Name'")
+		fmt.Fprintln(stdio.Stdout, "or run `custos serve --demo` for a ready-made demo.")
+	}
+	log.Info("serving", "issuer", base, "addr", ln.Addr().String())
+	return n.Serve(ctx, ln)
+}
+
+func seedDemo(ctx context.Context, n *node.Node, stdio IO) error {
+	if err := demo.Seed(ctx, n.Clients, n.Accounts, n.Config().Issuer); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdio.Stdout, "Demo: open %s/demo/ and sign in as a demo customer:\n", n.Config().Issuer)
+	for _, c := range demo.Customers {
+		fmt.Fprintf(stdio.Stdout, "  %-26s %s\n", c.LoginID, c.Password)
+	}
+	fmt.Fprintln(stdio.Stdout)
+	return nil
+}

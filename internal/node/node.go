@@ -1,0 +1,207 @@
+// Package node assembles one custos node from its parts — the store, key
+// custody, accounts and the issuer — from a plain Config, and serves it.
+// The CLI's serve command runs a node; its administrative commands open one
+// without serving, so they act through the same code paths and events.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/custos-dev/custos/internal/accounts"
+	"github.com/custos-dev/custos/internal/clients"
+	"github.com/custos-dev/custos/internal/demo"
+	"github.com/custos-dev/custos/internal/issuer"
+	"github.com/custos-dev/custos/internal/keys"
+	"github.com/custos-dev/custos/internal/store/sqlite"
+)
+
+// Defaults.
+const (
+	DefaultDataDir = "custos-data"
+	DefaultAddr    = "127.0.0.1:8080"
+	// RootKeyFile is the default root key's name in the data directory.
+	RootKeyFile = "root.key"
+	// secretsFile holds node secrets (device-token and CSRF keys), sealed
+	// under the root key.
+	secretsFile = "secrets.sealed"
+	// keyReloadInterval is how often serve re-reads key states, so a key
+	// revoked by `custos keys revoke` in another process is refused here
+	// within this interval.
+	keyReloadInterval = time.Second
+	pruneInterval     = 10 * time.Minute
+)
+
+// Config configures a node.
+type Config struct {
+	DataDir string // default DefaultDataDir
+	Addr    string // listen address; default DefaultAddr
+	// Issuer is the public issuer URL; default http://Addr.
+	Issuer string
+	// RootKeyEnv, if set, names an environment variable holding the
+	// base64 root key; RootKeyFile, if set, is a root key file outside the
+	// data directory. With neither, the root key is DataDir/root.key,
+	// created on first start.
+	RootKeyEnv  string
+	RootKeyFile string
+	Keys        keys.Config
+	Accounts    accounts.Config
+	Issuance    issuer.Config // Issuer and Logger are filled in by Open
+	Logger      *slog.Logger
+	// Demo mounts the demo relying party at /demo/.
+	Demo bool
+}
+
+// Node is an assembled custos.
+type Node struct {
+	cfg      Config
+	Store    *sqlite.Store
+	Custody  *keys.Custody
+	Accounts *accounts.Service
+	Issuer   *issuer.Issuer
+	Clients  *clients.Registry
+	log      *slog.Logger
+}
+
+// Open opens the data directory and assembles a node. Close it when done.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = DefaultDataDir
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "http://" + cfg.Addr
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	sealer, err := openSealer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlite.Open(ctx, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, Store: st, Clients: clients.New(st, st), log: cfg.Logger}
+	fail := func(err error) (*Node, error) {
+		st.Close()
+		return nil, err
+	}
+	sec, err := loadSecrets(ctx, filepath.Join(cfg.DataDir, secretsFile), sealer)
+	if err != nil {
+		return fail(err)
+	}
+	kc := cfg.Keys
+	kc.Logger = cfg.Logger
+	if n.Custody, err = keys.Open(ctx, st, sealer, st, kc); err != nil {
+		return fail(err)
+	}
+	ac := cfg.Accounts
+	ac.DeviceKey = sec.DeviceKey
+	if n.Accounts, err = accounts.New(st, st, ac); err != nil {
+		return fail(err)
+	}
+	ic := cfg.Issuance
+	ic.Issuer, ic.Logger, ic.CSRFKey = cfg.Issuer, cfg.Logger, sec.CSRFKey
+	if n.Issuer, err = issuer.New(ic, st, n.Custody, n.Accounts, st); err != nil {
+		return fail(err)
+	}
+	return n, nil
+}
+
+func openSealer(cfg Config) (keys.Sealer, error) {
+	switch {
+	case cfg.RootKeyEnv != "" && cfg.RootKeyFile != "":
+		return nil, errors.New("give the root key as a file or an environment variable, not both")
+	case cfg.RootKeyEnv != "":
+		s, err := keys.NewEnvSealer(cfg.RootKeyEnv, os.Getenv(cfg.RootKeyEnv))
+		os.Unsetenv(cfg.RootKeyEnv) // keep it out of child processes
+		return s, err
+	case cfg.RootKeyFile != "":
+		return keys.OpenFileSealer(cfg.RootKeyFile, false)
+	default:
+		return keys.OpenFileSealer(filepath.Join(cfg.DataDir, RootKeyFile), true)
+	}
+}
+
+// Config returns the node's effective configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Close closes the store.
+func (n *Node) Close() error { return n.Store.Close() }
+
+// Handler is the node's HTTP handler.
+func (n *Node) Handler() http.Handler {
+	if !n.cfg.Demo {
+		return n.Issuer.Handler()
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", n.Issuer.Handler())
+	mux.Handle("/demo/", demo.Handler(n.cfg.Issuer))
+	return mux
+}
+
+// Serve serves HTTP on ln until ctx ends, running key rotation and receipt
+// pruning alongside. It shuts down gracefully.
+func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    issuer.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+	go n.Custody.Run(ctx)
+	go n.Issuer.RunPruner(ctx, pruneInterval)
+	go n.reloadKeys(ctx)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	if err := srv.Shutdown(shutdown); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// reloadKeys picks up key changes other processes made.
+func (n *Node) reloadKeys(ctx context.Context) {
+	t := time.NewTicker(keyReloadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.Custody.Reload(ctx); err != nil && ctx.Err() == nil {
+				n.log.Error("reloading keys", "err", err)
+			}
+		}
+	}
+}
