@@ -41,9 +41,12 @@ type Store struct {
 	rdb *sql.DB // read-only pool
 
 	writes chan *writeReq
-	done   chan struct{}
-	closed chan struct{}
-	once   sync.Once
+	// mu guards sending on writes against Close: once closing is set, no
+	// write is queued, so the writer's final drain sees every queued write.
+	mu      sync.RWMutex
+	closing bool
+	done    chan struct{}
+	closed  chan struct{}
 }
 
 type writeReq struct {
@@ -138,7 +141,12 @@ func migrate(ctx context.Context, db *sql.DB) error {
 // Close stops the writer after the writes already queued and closes the
 // database.
 func (s *Store) Close() error {
-	s.once.Do(func() { close(s.done) })
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.done)
+	}
+	s.mu.Unlock()
 	<-s.closed
 	return errors.Join(s.rdb.Close(), s.wdb.Close())
 }
@@ -151,11 +159,16 @@ var ErrClosed = errors.New("sqlite: store closed")
 // isolated by a savepoint: its changes are kept only if it returns nil.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closing {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case s.writes <- req:
-	case <-s.done:
-		return ErrClosed
+		s.mu.RUnlock()
 	case <-ctx.Done():
+		s.mu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, the write is waited for even if ctx ends: the caller
