@@ -248,8 +248,19 @@ func (is *Issuer) userinfo(w http.ResponseWriter, r *http.Request) {
 	}{c.Subject, profileClaims(acc, c.Scope)})
 }
 
+// ReceiptStore is the store's receipt lookup.
+type ReceiptStore interface {
+	Receipt(ctx context.Context, jti string) (store.Receipt, error)
+}
+
+// LocalReceipts is the in-process receipt checker over the store, for
+// verifiers that run beside custos (the issuer's own endpoints, the guard).
+func LocalReceipts(st ReceiptStore) verify.ReceiptChecker {
+	return verify.LocalReceipts(receiptLookup{st})
+}
+
 // receiptLookup adapts the store to verify.ReceiptLookup.
-type receiptLookup struct{ st Store }
+type receiptLookup struct{ st ReceiptStore }
 
 func (l receiptLookup) Receipt(ctx context.Context, jti string) (verify.ReceiptRecord, error) {
 	r, err := l.st.Receipt(ctx, jti)

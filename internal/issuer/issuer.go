@@ -151,7 +151,7 @@ func New(cfg Config, st Store, custody Custody, acc Accounts, sink event.Sink) (
 		Issuer:      cfg.Issuer,
 		AnyAudience: true,
 		Keys:        custody,
-		Receipts:    verify.LocalReceipts(receiptLookup{st}),
+		Receipts:    LocalReceipts(st),
 		MaxLifetime: MaxAccessTokenTTL,
 		Now:         cfg.Now,
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/store/sqlite"
+	"github.com/custos-dev/custos/verify"
 )
 
 // Defaults.
@@ -139,6 +140,19 @@ func openSealer(cfg Config) (keys.Sealer, error) {
 
 // Config returns the node's effective configuration.
 func (n *Node) Config() Config { return n.cfg }
+
+// Verifier returns an in-process verifier for access tokens meant for
+// audience: keys straight from custody (a revoked key is refused at once)
+// and receipts straight from the store.
+func (n *Node) Verifier(audience string) (*verify.Verifier, error) {
+	return verify.New(verify.Config{
+		Issuer:   n.cfg.Issuer,
+		Audience: audience,
+		Keys:     n.Custody,
+		Receipts: issuer.LocalReceipts(n.Store),
+		Now:      n.cfg.Issuance.Now,
+	})
+}
 
 // Close closes the store.
 func (n *Node) Close() error { return n.Store.Close() }
