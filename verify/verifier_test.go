@@ -33,6 +33,7 @@ func TestNewConfig(t *testing.T) {
 		{"negative_lifetime", func(c *verify.Config) { c.MaxLifetime = -time.Minute }},
 		{"huge_leeway", func(c *verify.Config) { c.Leeway = 10 * time.Minute }},
 		{"huge_token_size", func(c *verify.Config) { c.MaxTokenSize = 1 << 20 }},
+		{"audience_and_any_audience", func(c *verify.Config) { c.AnyAudience = true }},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -51,6 +52,23 @@ func TestNewConfig(t *testing.T) {
 	if _, err := verify.New(cfg); err != nil {
 		t.Fatalf("AllowNoReceipts: %v", err)
 	}
+}
+
+// TestAnyAudience: the issuer's own endpoints accept every audience; a
+// resource server's verifier never does.
+func TestAnyAudience(t *testing.T) {
+	other := func(_, c map[string]any) { c["aud"] = "https://other.test" }
+	f := newFixture(t)
+	_, err := f.v.Verify(context.Background(), f.issue(t, f.ed, other))
+	wantReason(t, err, verify.ReasonAudience)
+
+	any := newFixture(t, func(c *verify.Config) { c.Audience, c.AnyAudience = "", true })
+	if _, err := any.v.Verify(context.Background(), any.issue(t, any.ed, other)); err != nil {
+		t.Fatalf("AnyAudience refused another audience: %v", err)
+	}
+	// Everything else is still checked.
+	_, err = any.v.Verify(context.Background(), any.forge(t, any.ed, other))
+	wantReason(t, err, verify.ReasonForged)
 }
 
 // TestAllowNoReceipts shows why receipts are the default: without them a
