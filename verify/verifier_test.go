@@ -62,12 +62,12 @@ func TestAnyAudience(t *testing.T) {
 	_, err := f.v.Verify(context.Background(), f.issue(t, f.ed, other))
 	wantReason(t, err, verify.ReasonAudience)
 
-	any := newFixture(t, func(c *verify.Config) { c.Audience, c.AnyAudience = "", true })
-	if _, err := any.v.Verify(context.Background(), any.issue(t, any.ed, other)); err != nil {
+	anyAud := newFixture(t, func(c *verify.Config) { c.Audience, c.AnyAudience = "", true })
+	if _, err := anyAud.v.Verify(context.Background(), anyAud.issue(t, anyAud.ed, other)); err != nil {
 		t.Fatalf("AnyAudience refused another audience: %v", err)
 	}
 	// Everything else is still checked.
-	_, err = any.v.Verify(context.Background(), any.forge(t, any.ed, other))
+	_, err = anyAud.v.Verify(context.Background(), anyAud.forge(t, anyAud.ed, other))
 	wantReason(t, err, verify.ReasonForged)
 }
 
