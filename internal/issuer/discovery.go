@@ -13,6 +13,7 @@ type discoveryDoc struct {
 	JWKSURI                           string   `json:"jwks_uri"`
 	IntrospectionEndpoint             string   `json:"introspection_endpoint"`
 	RevocationEndpoint                string   `json:"revocation_endpoint"`
+	EndSessionEndpoint                string   `json:"end_session_endpoint"`
 	ScopesSupported                   []string `json:"scopes_supported"`
 	ResponseTypesSupported            []string `json:"response_types_supported"`
 	ResponseModesSupported            []string `json:"response_modes_supported"`
@@ -42,6 +43,7 @@ func (is *Issuer) discovery(w http.ResponseWriter, r *http.Request) {
 		JWKSURI:                           iss + PathJWKS,
 		IntrospectionEndpoint:             iss + PathIntrospect,
 		RevocationEndpoint:                iss + PathRevoke,
+		EndSessionEndpoint:                iss + PathLogout,
 		ScopesSupported:                   standardScopes,
 		ResponseTypesSupported:            []string{"code"},
 		ResponseModesSupported:            []string{"query"},

@@ -105,6 +105,7 @@ type Store interface {
 	Receipt(ctx context.Context, jti string) (store.Receipt, error)
 	RevokeReceipt(ctx context.Context, jti string, at time.Time) error
 	RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error)
+	RevokeSession(ctx context.Context, sessionID string, at time.Time) (int, error)
 	Prune(ctx context.Context, before time.Time) (int, error)
 }
 
@@ -170,6 +171,7 @@ const (
 	PathUserinfo   = "/oauth2/userinfo"
 	PathIntrospect = "/oauth2/introspect"
 	PathRevoke     = "/oauth2/revoke"
+	PathLogout     = "/oauth2/logout"
 )
 
 // Handler returns the issuer's HTTP handler.
@@ -184,6 +186,8 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathUserinfo, is.userinfo)
 	mux.HandleFunc("POST "+PathIntrospect, is.introspect)
 	mux.HandleFunc("POST "+PathRevoke, is.revoke)
+	mux.HandleFunc("GET "+PathLogout, is.logout)
+	mux.HandleFunc("POST "+PathLogout, is.logout)
 	return limitBody(mux)
 }
 

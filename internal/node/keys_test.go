@@ -348,8 +348,9 @@ func TestStolenLegacyKey(t *testing.T) {
 	}
 }
 
-// TestDisableAndPasswordChangeRevoke: both end a customer's tokens at once.
-func TestDisableAndPasswordChangeRevoke(t *testing.T) {
+// TestLogoutPasswordChangeAndDisableRevoke: each ends a customer's tokens
+// at once (A16).
+func TestLogoutPasswordChangeAndDisableRevoke(t *testing.T) {
 	n, base := startNode(t, nil)
 	ctx := t.Context()
 	const redirect = "http://127.0.0.1:9/cb"
@@ -357,6 +358,7 @@ func TestDisableAndPasswordChangeRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret, _ := service(t, n, base)
+	var idToken string
 	signIn := func(login, password string) (access, refresh string) {
 		verifier := strings.Repeat("k", 43)
 		q := url.Values{"client_id": {"app"}, "redirect_uri": {redirect}, "response_type": {"code"}, "scope": {"openid"},
@@ -373,6 +375,7 @@ func TestDisableAndPasswordChangeRevoke(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&raw)
 		out.AccessToken, _ = raw["access_token"].(string)
 		out.RefreshToken, _ = raw["refresh_token"].(string)
+		idToken, _ = raw["id_token"].(string)
 		if out.AccessToken == "" || out.RefreshToken == "" {
 			t.Fatalf("sign-in tokens: %v", raw)
 		}
@@ -391,7 +394,32 @@ func TestDisableAndPasswordChangeRevoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// RP-initiated logout with the ID token ends that session only.
 	at, rt := signIn("a@example.com", "first password 1")
+	otherAT, _ := signIn("a@example.com", "first password 1")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(base + "/oauth2/logout?" + url.Values{"id_token_hint": {idToken}, "post_logout_redirect_uri": {"https://evil.example/"}}.Encode())
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("logout to an unregistered URI: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	if !introspectActive(t, base, "orders-svc", secret, otherAT) {
+		t.Fatal("a refused logout revoked tokens")
+	}
+	resp, err = noRedirect.Get(base + "/oauth2/logout?" + url.Values{"id_token_hint": {idToken}, "post_logout_redirect_uri": {redirect}, "state": {"bye"}}.Encode())
+	if err != nil || resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != redirect+"?state=bye" {
+		t.Fatalf("logout: %v %v %q", resp.StatusCode, err, resp.Header.Get("Location"))
+	}
+	resp.Body.Close()
+	if introspectActive(t, base, "orders-svc", secret, otherAT) {
+		t.Fatal("access token still active after logout")
+	}
+	if !introspectActive(t, base, "orders-svc", secret, at) {
+		t.Fatal("logout ended another session too")
+	}
+
+	// A password change ends every session.
 	if err := n.Accounts.ChangePassword(ctx, a.ID, "first password 1", "second password 2", accounts.Source{IP: "127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
