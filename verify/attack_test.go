@@ -140,8 +140,10 @@ func TestAttack(t *testing.T) {
 		{"A03_hs256_with_p256_public_key", func(t *testing.T, f *fixture) string {
 			h := header(f.ec)
 			h["alg"] = "HS256"
-			pub := f.ec.ec.PublicKey
-			point := append([]byte{4}, append(pub.X.FillBytes(make([]byte, 32)), pub.Y.FillBytes(make([]byte, 32))...)...)
+			point, err := f.ec.ec.PublicKey.Bytes()
+			if err != nil {
+				t.Fatal(err)
+			}
 			return hs256(t, mustJSON(t, h), mustJSON(t, f.claims(t)), point)
 		}, verify.ReasonAlgorithm},
 		{"A15_hs512_weak_secret", func(t *testing.T, f *fixture) string {

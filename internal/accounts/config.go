@@ -16,7 +16,7 @@ const (
 	// DefaultIPRate and DefaultIPBurst bound sign-in attempts per source IP:
 	// a burst of 20, refilled at 10 per second.
 	DefaultIPRate  rate.Limit = 10
-	DefaultIPBurst            = 20
+	DefaultIPBurst int        = 20
 	// DefaultFailuresBeforeLockout consecutive failures lock a login ID (or
 	// a device) for DefaultLockoutBase, doubling per further failure up to
 	// DefaultMaxLockout.

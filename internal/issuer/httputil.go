@@ -38,7 +38,6 @@ func errInvalidTarget(desc string) *oauthError {
 	return &oauthError{http.StatusBadRequest, "invalid_target", desc}
 }
 
-var errServer = &oauthError{http.StatusInternalServerError, "server_error", "the request could not be completed"}
 var errUnavailable = &oauthError{http.StatusServiceUnavailable, "temporarily_unavailable", "try again shortly"}
 
 // writeJSON writes v with the headers every token-bearing response needs.
