@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"os/user"
 	"slices"
 	"strings"
@@ -45,15 +44,6 @@ func ExitCode(err error) int {
 type IO struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
-	// Getenv reads the environment; nil means os.Getenv.
-	Getenv func(string) string
-}
-
-func (s IO) getenv(k string) string {
-	if s.Getenv == nil {
-		return os.Getenv(k)
-	}
-	return s.Getenv(k)
 }
 
 const usage = `custos: customer authentication and personal-data access
@@ -130,14 +120,33 @@ func flags(name string, stdio IO) *flag.FlagSet {
 	return fs
 }
 
+// parse parses args into fs, reporting errors as usage errors.
+//
+// Flags may also follow positional arguments, as the documentation writes
+// them ("custos keys revoke KID --reason x"); a "--" ends the flags, and
+// everything after it is positional. The positional arguments are left in
+// fs.Args.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return &UsageError{err.Error()}
 		}
-		return &UsageError{err.Error()}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, positional...))
 }
 
 // nodeFlags are the flags every command that opens the data directory takes.
