@@ -1,0 +1,335 @@
+package event
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Version is the encoding version Marshal writes and Parse accepts, the
+// value of the "v" member.
+const Version = 1
+
+// MaxSize is the largest encoding in bytes: the largest entry a C2SP
+// tlog-tiles entry bundle can hold.
+const MaxSize = 65535
+
+// MaxSafeInt is the largest magnitude of an integer field value, 2^53-1, so
+// that every JSON reader (including those that read numbers as IEEE 754
+// doubles) sees the exact value.
+const MaxSafeInt = 1<<53 - 1
+
+// maxName is the longest event type or field key, in bytes.
+const maxName = 64
+
+var (
+	// ErrInvalid is matched by every *InvalidError: the event cannot be
+	// encoded as it stands.
+	ErrInvalid = errors.New("event: invalid event")
+	// ErrTooLarge means the encoding would exceed (or the input to Parse
+	// exceeds) MaxSize bytes.
+	ErrTooLarge = errors.New("event: encoding exceeds 65535 bytes")
+	// ErrMalformed is matched by every *ParseError: the input is not the
+	// canonical version 1 encoding of any event.
+	ErrMalformed = errors.New("event: not a canonical v1 encoding")
+	// ErrVersion means the input carries a "v" other than 1: an encoding of
+	// another version, which this package does not read.
+	ErrVersion = errors.New("event: unsupported encoding version")
+)
+
+// InvalidError reports an event member that cannot be encoded. It matches
+// ErrInvalid.
+type InvalidError struct {
+	Member string // "id", "time", "class", "type", "actor", "subject", "client", "ip" or "fields"
+	Key    string // the Fields key at fault, when Member is "fields"
+	Reason string
+}
+
+func (e *InvalidError) Error() string {
+	if e.Member == "fields" {
+		return fmt.Sprintf("event: field %q: %s", e.Key, e.Reason)
+	}
+	return fmt.Sprintf("event: %s: %s", e.Member, e.Reason)
+}
+
+// Is reports whether target is ErrInvalid.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalid(member, reason string) error { return &InvalidError{Member: member, Reason: reason} }
+
+func invalidField(key, reason string) error {
+	return &InvalidError{Member: "fields", Key: key, Reason: reason}
+}
+
+// Marshal returns the canonical version 1 encoding of e, as specified in
+// docs/spec/audit-event.md: a JSON object without whitespace whose members
+// are, in this order, "v":1, "id", "time", "class", "type", "actor",
+// "subject", "client", "ip" and "fields", the last five omitted when empty.
+//
+// The time is written in UTC truncated to the microsecond. Field keys are
+// sorted. Field values must be strings, booleans or integers: int, int8,
+// int16, int32 and int64 within ±MaxSafeInt, uint8, uint16 and uint32, and
+// uint and uint64 up to MaxSafeInt. Every string must be valid UTF-8.
+//
+// Marshal fails with an *InvalidError (matching ErrInvalid) when e.ID is
+// empty, e.Time is zero or outside the years 0001–9999, e.Class is not
+// Valid, e.Type or a field key does not match [a-z0-9_]{1,64}, a string is
+// not valid UTF-8 or a field value has any other type or range; and with an
+// error matching ErrTooLarge when the encoding would exceed MaxSize bytes.
+func Marshal(e Event) ([]byte, error) { return Append(nil, e) }
+
+// Append appends the canonical encoding of e to dst, like Marshal. On error
+// it returns dst unchanged.
+func Append(dst []byte, e Event) ([]byte, error) {
+	start := len(dst)
+	if e.ID == "" {
+		return dst, invalid("id", "is empty (use NewID)")
+	}
+	t := e.Time.UTC()
+	if y := t.Year(); y < 1 || y > 9999 {
+		return dst, invalid("time", fmt.Sprintf("year %d outside 0001-9999", y))
+	}
+	if t.Truncate(time.Microsecond).IsZero() {
+		return dst, invalid("time", "is zero")
+	}
+	if !e.Class.Valid() {
+		return dst, invalid("class", fmt.Sprintf("%q is not a known class", string(e.Class)))
+	}
+	if !isName(e.Type) {
+		return dst, invalid("type", fmt.Sprintf("%q does not match [a-z0-9_]{1,64}", e.Type))
+	}
+
+	// Collect the field keys and measure: lower is exact but for escapes
+	// and integers, counted at one digit; size counts integers at their
+	// widest.
+	var keyArr [24]string
+	keys := keyArr[:0]
+	lower := len(`{"v":1,"id":"","time":"2006-01-02T15:04:05.000000Z","class":"","type":""}`) +
+		len(e.ID) + len(e.Class) + len(e.Type)
+	const intWidth = len("-9007199254740991")
+	ints := 0
+	optional := [...]struct{ name, val string }{
+		{`,"actor":`, e.Actor}, {`,"subject":`, e.Subject}, {`,"client":`, e.Client}, {`,"ip":`, e.IP},
+	}
+	for _, m := range optional {
+		if m.val != "" {
+			lower += len(m.name) + len(m.val) + 2
+		}
+	}
+	if len(e.Fields) > 0 {
+		lower += len(`,"fields":{}`) - len(",") // the first key has no comma
+		for k, v := range e.Fields {
+			keys = append(keys, k)
+			lower += len(k) + len(`,"":`)
+			switch v := v.(type) {
+			case string:
+				lower += len(v) + 2
+			case bool:
+				lower += len("true")
+			default:
+				lower++
+				ints++
+			}
+		}
+	}
+	if lower > MaxSize {
+		return dst, fmt.Errorf("%w: over %d bytes", ErrTooLarge, MaxSize)
+	}
+	b := slices.Grow(dst, lower+ints*(intWidth-1))
+
+	b = append(b, `{"v":1,"id":`...)
+	var ok bool
+	if b, ok = appendString(b, e.ID); !ok {
+		return dst, invalid("id", "is not valid UTF-8")
+	}
+	b = append(b, `,"time":"`...)
+	b = appendTime(b, t)
+	b = append(b, `","class":"`...)
+	b = append(b, e.Class...)
+	b = append(b, `","type":"`...)
+	b = append(b, e.Type...)
+	b = append(b, '"')
+	for _, m := range optional {
+		if m.val == "" {
+			continue
+		}
+		b = append(b, m.name...)
+		if b, ok = appendString(b, m.val); !ok {
+			return dst, invalid(m.name[2:len(m.name)-2], "is not valid UTF-8")
+		}
+	}
+	if len(keys) > 0 {
+		slices.Sort(keys)
+		b = append(b, `,"fields":{`...)
+		for i, k := range keys {
+			if !isName(k) {
+				return dst, invalidField(k, "key does not match [a-z0-9_]{1,64}")
+			}
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, k...)
+			b = append(b, '"', ':')
+			var err error
+			if b, err = appendValue(b, k, e.Fields[k]); err != nil {
+				return dst, err
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, '}')
+	if n := len(b) - start; n > MaxSize {
+		return dst, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
+	}
+	return b, nil
+}
+
+// appendValue appends the encoding of the field value v under key k.
+func appendValue(b []byte, k string, v any) ([]byte, error) {
+	var n int64
+	switch v := v.(type) {
+	case string:
+		b, ok := appendString(b, v)
+		if !ok {
+			return b, invalidField(k, "string is not valid UTF-8")
+		}
+		return b, nil
+	case bool:
+		return strconv.AppendBool(b, v), nil
+	case int:
+		n = int64(v)
+	case int8:
+		n = int64(v)
+	case int16:
+		n = int64(v)
+	case int32:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint8:
+		n = int64(v)
+	case uint16:
+		n = int64(v)
+	case uint32:
+		n = int64(v)
+	case uint:
+		if uint64(v) > MaxSafeInt {
+			return b, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
+		}
+		n = int64(v)
+	case uint64:
+		if v > MaxSafeInt {
+			return b, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
+		}
+		n = int64(v)
+	case nil:
+		return b, invalidField(k, "value is nil; use a string, boolean or integer")
+	case float32, float64:
+		return b, invalidField(k, fmt.Sprintf("floating-point value %v is not allowed; use an integer or a string", v))
+	case map[string]any, []any, map[string]string, []string:
+		return b, invalidField(k, fmt.Sprintf("nested value of type %T is not allowed", v))
+	default:
+		return b, invalidField(k, fmt.Sprintf("value of type %T is not allowed; use a string, boolean or integer", v))
+	}
+	if n > MaxSafeInt || n < -MaxSafeInt {
+		return b, invalidField(k, fmt.Sprintf("integer %d outside ±(2^53-1)", n))
+	}
+	return strconv.AppendInt(b, n, 10), nil
+}
+
+// isName reports whether s matches [a-z0-9_]{1,64}.
+func isName(s string) bool {
+	if len(s) == 0 || len(s) > maxName {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// appendTime appends t (UTC, year 1–9999) as 2006-01-02T15:04:05.000000Z.
+func appendTime(b []byte, t time.Time) []byte {
+	year, month, day := t.Date()
+	hour, min, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, min, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	b = append(b, '.')
+	b = appendDigits(b, t.Nanosecond()/1000, 6)
+	return append(b, 'Z')
+}
+
+// appendDigits appends the n low decimal digits of v ≥ 0, zero-padded.
+func appendDigits(b []byte, v, n int) []byte {
+	var d [6]byte
+	for i := n - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:n]...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a canonical JSON string. It reports false,
+// having appended an unspecified prefix, if s is not valid UTF-8.
+func appendString(b []byte, s string) ([]byte, bool) {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			return b, false
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			start = i + size
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"'), true
+}
