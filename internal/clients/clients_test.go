@@ -1,11 +1,13 @@
 package clients_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/custos-dev/custos/internal/clients"
@@ -14,14 +16,28 @@ import (
 	"github.com/custos-dev/custos/internal/store/sqlite"
 )
 
-func registry(t *testing.T) (*clients.Registry, *sqlite.Store) {
+// recorder keeps the events the registry emits.
+type recorder struct {
+	mu     sync.Mutex
+	events []event.Event
+}
+
+func (r *recorder) Emit(_ context.Context, e event.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
+}
+
+func registry(t *testing.T) (*clients.Registry, *recorder) {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return clients.New(st, st), st
+	rec := &recorder{}
+	return clients.New(st, rec), rec
 }
 
 func TestAddValidates(t *testing.T) {
@@ -65,7 +81,7 @@ func TestAddValidates(t *testing.T) {
 }
 
 func TestAddDefaultsAndSecrets(t *testing.T) {
-	r, st := registry(t)
+	r, rec := registry(t)
 	ctx := t.Context()
 	web, secret, err := r.Add(ctx, clients.Spec{ID: "web", RedirectURIs: []string{"https://shop.example/cb"}}, "alice")
 	if err != nil {
@@ -102,9 +118,8 @@ func TestAddDefaultsAndSecrets(t *testing.T) {
 		t.Fatalf("removing twice: %v", err)
 	}
 
-	recs, _ := st.Events(ctx, 0, 100)
 	var types []string
-	for _, e := range recs {
+	for _, e := range rec.events {
 		if e.Class != event.ClassAdmin || e.Actor != "alice" {
 			t.Errorf("event %+v", e)
 		}

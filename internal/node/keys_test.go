@@ -20,7 +20,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/custos-dev/custos/internal/accounts"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
+	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/node"
 	"github.com/custos-dev/custos/verify"
@@ -320,15 +322,16 @@ func TestStolenLegacyKey(t *testing.T) {
 	}
 
 	// Every forgery presented at custos is on record, without the token.
-	recs, err := n.Store.Events(ctx, 0, 10_000)
+	var recs []event.Event
+	err = n.Audit.Query(ctx, audit.Filter{Types: []string{"forged_token"}}, func(r audit.Record) error {
+		recs = append(recs, r.Event)
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	subjects := map[string]int{}
 	for _, r := range recs {
-		if r.Type != "forged_token" {
-			continue
-		}
 		if r.Fields["kid"] != info.ID || r.Fields["jti"] == "" {
 			t.Errorf("forged_token event lacks the token's kid and jti: %+v", r)
 		}

@@ -36,6 +36,7 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 	_ "modernc.org/sqlite"
 
+	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/accounts"
 	"github.com/custos-dev/custos/internal/cli"
 	"github.com/custos-dev/custos/internal/clients"
@@ -512,32 +513,38 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 		t.Fatal("the imported key was not recovered")
 	}
 
-	// Every event, every column.
-	rows, err = db.QueryContext(ctx, `SELECT seq, time, class, type, actor, subject, client, ip, fields FROM events ORDER BY seq`)
+	// Every audit event, as logged.
+	rows, err = db.QueryContext(ctx, `SELECT data FROM log_entries ORDER BY first`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var events strings.Builder
 	nEvents := 0
 	for rows.Next() {
-		var seq, tm int64
-		var class, typ, actor, subject, client, ip, fields string
-		if err := rows.Scan(&seq, &tm, &class, &typ, &actor, &subject, &client, &ip, &fields); err != nil {
+		var data []byte
+		if err := rows.Scan(&data); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&events, "%d %d %s %s %s %s %s %s %s\n", seq, tm, class, typ, actor, subject, client, ip, fields)
-		nEvents++
+		entries, err := auditlog.ParseEntryBundle(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			events.Write(e)
+			events.WriteByte('\n')
+			nEvents++
+		}
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	rows.Close()
-	for _, typ := range []string{"key_imported", "key_revoked", "key_created", "key_activated"} {
-		if !strings.Contains(events.String(), " "+typ+" ") {
+	for _, typ := range []string{"key_imported", "key_revoked", "key_created", "key_activated", "note_key_created"} {
+		if !strings.Contains(events.String(), `"type":"`+typ+`"`) {
 			t.Errorf("no %s event among %d events", typ, nEvents)
 		}
 	}
-	hay.add("events table", events.String())
+	hay.add("audit log entries", events.String())
 
 	// The secrets must be key-sized and distinct, or a match means nothing.
 	seen := map[string]string{}

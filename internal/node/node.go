@@ -16,11 +16,13 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/internal/accounts"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/demo"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/store/sqlite"
+	"github.com/custos-dev/custos/internal/tlog"
 	"github.com/custos-dev/custos/verify"
 )
 
@@ -56,6 +58,13 @@ type Config struct {
 	Accounts    accounts.Config
 	Issuance    issuer.Config // Issuer and Logger are filled in by Open
 	Logger      *slog.Logger
+	// AuditOrigin names the audit log in its checkpoints. It is fixed when
+	// the log is created; the default is the issuer's host, "/audit/" and
+	// a random suffix.
+	AuditOrigin string
+	// AuditLog tunes the Merkle log; Origin, Key, Verifier, Logger and
+	// CheckpointFile are filled in by Open.
+	AuditLog tlog.Config
 	// Demo mounts the demo relying party at /demo/.
 	Demo bool
 }
@@ -68,7 +77,14 @@ type Node struct {
 	Accounts *accounts.Service
 	Issuer   *issuer.Issuer
 	Clients  *clients.Registry
-	log      *slog.Logger
+	// Log is the Merkle log under the audit log; Audit is the event sink
+	// every part of the node records to.
+	Log   *tlog.Log
+	Audit *audit.Log
+	// AuditVerifierKey is the audit log's public key as a note verifier
+	// key: what witnesses and auditors check checkpoints with.
+	AuditVerifierKey string
+	log              *slog.Logger
 }
 
 // Open opens the data directory and assembles a node. Close it when done.
@@ -96,8 +112,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, Store: st, Clients: clients.New(st, st), log: cfg.Logger}
+	n := &Node{cfg: cfg, Store: st, log: cfg.Logger}
 	fail := func(err error) (*Node, error) {
+		if n.Log != nil {
+			n.Log.Close()
+		}
 		st.Close()
 		return nil, err
 	}
@@ -105,19 +124,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
+	if n.Log, n.Audit, n.AuditVerifierKey, err = openAudit(ctx, cfg, st, sealer); err != nil {
+		return fail(err)
+	}
+	n.Clients = clients.New(st, n.Audit)
 	kc := cfg.Keys
 	kc.Logger = cfg.Logger
-	if n.Custody, err = keys.Open(ctx, st, sealer, st, kc); err != nil {
+	if n.Custody, err = keys.Open(ctx, st, sealer, n.Audit, kc); err != nil {
 		return fail(err)
 	}
 	ac := cfg.Accounts
 	ac.DeviceKey = sec.DeviceKey
-	if n.Accounts, err = accounts.New(st, st, ac); err != nil {
+	if n.Accounts, err = accounts.New(st, n.Audit, ac); err != nil {
 		return fail(err)
 	}
 	ic := cfg.Issuance
 	ic.Issuer, ic.Logger, ic.CSRFKey = cfg.Issuer, cfg.Logger, sec.CSRFKey
-	if n.Issuer, err = issuer.New(ic, st, n.Custody, n.Accounts, st); err != nil {
+	if n.Issuer, err = issuer.New(ic, st, n.Custody, n.Accounts, n.Audit); err != nil {
 		return fail(err)
 	}
 	return n, nil
@@ -154,19 +177,26 @@ func (n *Node) Verifier(audience string) (*verify.Verifier, error) {
 	})
 }
 
-// Close closes the store.
-func (n *Node) Close() error { return n.Store.Close() }
+// Close integrates and checkpoints what the audit log holds, and closes
+// the store.
+func (n *Node) Close() error { return errors.Join(n.Log.Close(), n.Store.Close()) }
 
 // Handler is the node's HTTP handler.
 func (n *Node) Handler() http.Handler {
-	if !n.cfg.Demo {
-		return n.Issuer.Handler()
-	}
 	mux := http.NewServeMux()
 	mux.Handle("/", n.Issuer.Handler())
-	mux.Handle("/demo/", demo.Handler(n.cfg.Issuer))
+	// The audit log's checkpoints and hash tiles are public: witnesses
+	// and auditors check consistency with them, and they say nothing about
+	// the events. Entry bundles hold the events and are not served.
+	mux.Handle(AuditPath, n.Log.Handler(AuditPath, nil))
+	if n.cfg.Demo {
+		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer))
+	}
 	return mux
 }
+
+// AuditPath is where the audit log's tlog-tiles API is served.
+const AuditPath = "/audit/"
 
 // Serve serves HTTP on ln until ctx ends, running key rotation and receipt
 // pruning alongside. It shuts down gracefully.

@@ -2,8 +2,6 @@ package store
 
 import (
 	"time"
-
-	"github.com/custos-dev/custos/internal/event"
 )
 
 // Account is a customer.
@@ -142,10 +140,4 @@ type RefreshToken struct {
 type Grant struct {
 	Receipts []Receipt
 	Refresh  *RefreshToken // nil when no refresh token is issued
-}
-
-// EventRecord is a stored security event with its position in the stream.
-type EventRecord struct {
-	Seq int64
-	event.Event
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -17,8 +16,16 @@ import (
 // each declares the narrow interface it needs, and a backend satisfies them
 // all by satisfying this.
 type Backend interface {
-	event.Sink
-	Events(ctx context.Context, after int64, limit int) ([]store.EventRecord, error)
+	InitLog(ctx context.Context, origin string) (store.LogState, error)
+	LogState(ctx context.Context) (store.LogState, error)
+	Sequence(ctx context.Context, c store.Chunk) error
+	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
+	Integrate(ctx context.Context, from uint64, in store.Integration) error
+	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
+	Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error)
+	PruneEntries(ctx context.Context, before uint64) error
+	InsertNoteKey(ctx context.Context, k store.NoteKey) error
+	NoteKey(ctx context.Context, name string) (store.NoteKey, error)
 
 	CreateAccount(ctx context.Context, a store.Account) error
 	Account(ctx context.Context, id string) (store.Account, error)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -28,7 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"RefreshRotation", testRefreshRotation},
 		{"Revocation", testRevocation},
 		{"Prune", testPrune},
-		{"Events", testEvents},
+		{"Log", testLog},
+		{"NoteKeys", testNoteKeys},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {
@@ -401,28 +401,114 @@ func testPrune(t *testing.T, b Backend) {
 	mustErr(t, err, store.ErrNotFound)
 }
 
-func testEvents(t *testing.T, b Backend) {
+func chunk(first uint64, entries ...string) store.Chunk {
+	c := store.Chunk{First: first, Count: uint64(len(entries))}
+	for _, e := range entries {
+		c.Data = append(c.Data, byte(len(e)>>8), byte(len(e)))
+		c.Data = append(c.Data, e...)
+	}
+	return c
+}
+
+func testLog(t *testing.T, b Backend) {
 	ctx := t.Context()
-	e := event.Event{Time: t0, Class: event.ClassToken, Type: "forged_token", Actor: "anonymous", Subject: "acc_1",
-		Client: "shop", IP: "198.51.100.9", Fields: map[string]any{"jti": "x", "kid": "k"}}
-	for range 3 {
-		must(t, b.Emit(ctx, e))
-	}
-	recs, err := b.Events(ctx, 0, 2)
+	_, err := b.LogState(ctx)
+	mustErr(t, err, store.ErrNotFound)
+	st, err := b.InitLog(ctx, "example.com/audit")
 	must(t, err)
-	if len(recs) != 2 || recs[0].Seq >= recs[1].Seq {
-		t.Fatalf("Events page = %+v", recs)
+	if st.Origin != "example.com/audit" || st.Sequenced != 0 || st.Integrated != 0 || st.Checkpoint != nil {
+		t.Fatalf("new log state %+v", st)
 	}
-	if !reflect.DeepEqual(recs[0].Event, e) {
-		t.Fatalf("Event = %+v, want %+v", recs[0].Event, e)
-	}
-	rest, err := b.Events(ctx, recs[1].Seq, 10)
+	// A log keeps its origin.
+	st, err = b.InitLog(ctx, "other.example/audit")
 	must(t, err)
-	if len(rest) != 1 {
-		t.Fatalf("after %d: %d events, want 1", recs[1].Seq, len(rest))
+	if st.Origin != "example.com/audit" {
+		t.Fatalf("origin changed to %q", st.Origin)
 	}
-	if err := b.Emit(ctx, event.Event{Type: "bad", Fields: map[string]any{"f": func() {}}}); err == nil {
-		t.Fatal("Emit accepted fields that cannot be encoded")
+
+	// Sequence is a compare-and-swap on the size.
+	must(t, b.Sequence(ctx, chunk(0, "a", "b", "c")))
+	mustErr(t, b.Sequence(ctx, chunk(0, "x")), store.ErrConflict)
+	mustErr(t, b.Sequence(ctx, chunk(4, "x")), store.ErrConflict)
+	must(t, b.Sequence(ctx, chunk(3, "d", "e")))
+	must(t, b.Sequence(ctx, chunk(5, "f")))
+	st, err = b.LogState(ctx)
+	must(t, err)
+	if st.Sequenced != 6 {
+		t.Fatalf("sequenced %d, want 6", st.Sequenced)
+	}
+	cs, err := b.Chunks(ctx, 1, 4)
+	must(t, err)
+	if len(cs) != 2 || cs[0].First != 0 || cs[0].Count != 3 || cs[1].First != 3 || !reflect.DeepEqual(cs[1], chunk(3, "d", "e")) {
+		t.Fatalf("Chunks(1, 4) = %+v", cs)
+	}
+	cs, err = b.Chunks(ctx, 5, 100)
+	must(t, err)
+	if len(cs) != 1 || cs[0].First != 5 {
+		t.Fatalf("Chunks(5, 100) = %+v", cs)
+	}
+
+	// Integrate is a compare-and-swap too, and never beyond what is stored.
+	tile := func(w int) store.Tile { return store.Tile{Level: 0, Index: 0, Width: w, Data: make([]byte, 32*w)} }
+	in := store.Integration{Size: 3, Tiles: []store.Tile{tile(3)}, Checkpoint: []byte("cp3"), Time: t0}
+	mustErr(t, b.Integrate(ctx, 1, in), store.ErrConflict)
+	mustErr(t, b.Integrate(ctx, 0, store.Integration{Size: 7, Checkpoint: []byte("cp7"), Time: t0}), store.ErrConflict)
+	must(t, b.Integrate(ctx, 0, in))
+	mustErr(t, b.Integrate(ctx, 0, in), store.ErrConflict)
+	wide := tile(6)
+	wide.Data[0] = 1
+	must(t, b.Integrate(ctx, 3, store.Integration{Size: 6, Tiles: []store.Tile{wide}, Checkpoint: []byte("cp6"), Time: t0.Add(time.Second)}))
+	got, err := b.Tile(ctx, 0, 0)
+	must(t, err)
+	if !reflect.DeepEqual(got, wide) {
+		t.Fatalf("tile = width %d, want the widest (6)", got.Width)
+	}
+	_, err = b.Tile(ctx, 1, 0)
+	mustErr(t, err, store.ErrNotFound)
+	st, err = b.LogState(ctx)
+	must(t, err)
+	if st.Integrated != 6 || string(st.Checkpoint) != "cp6" {
+		t.Fatalf("state after integration %+v", st)
+	}
+	cps, err := b.Checkpoints(ctx, 0, 10)
+	must(t, err)
+	if len(cps) != 2 || cps[0].Size != 3 || string(cps[0].Note) != "cp3" || !cps[0].Time.Equal(t0) || cps[1].Size != 6 {
+		t.Fatalf("checkpoints %+v", cps)
+	}
+	cps, err = b.Checkpoints(ctx, 3, 10)
+	must(t, err)
+	if len(cps) != 1 || cps[0].Size != 6 {
+		t.Fatalf("checkpoints after 3: %+v", cps)
+	}
+
+	// Pruning deletes whole chunks below the point, never moves back, and
+	// never passes the tree.
+	mustErr(t, b.PruneEntries(ctx, 7), store.ErrConflict)
+	must(t, b.PruneEntries(ctx, 4))
+	mustErr(t, b.PruneEntries(ctx, 2), store.ErrConflict)
+	cs, err = b.Chunks(ctx, 0, 6)
+	must(t, err)
+	if len(cs) != 2 || cs[0].First != 3 {
+		t.Fatalf("after pruning to 4, chunks %+v", cs)
+	}
+	st, err = b.LogState(ctx)
+	must(t, err)
+	if st.Pruned != 4 {
+		t.Fatalf("pruned %d, want 4", st.Pruned)
+	}
+}
+
+func testNoteKeys(t *testing.T, b Backend) {
+	ctx := t.Context()
+	k := store.NoteKey{Name: "example.com/audit", Public: []byte("0123456789abcdef0123456789abcdef"), Sealed: []byte("sealed"), Sealer: "local:x", Created: t0}
+	_, err := b.NoteKey(ctx, k.Name)
+	mustErr(t, err, store.ErrNotFound)
+	must(t, b.InsertNoteKey(ctx, k))
+	mustErr(t, b.InsertNoteKey(ctx, k), store.ErrConflict)
+	got, err := b.NoteKey(ctx, k.Name)
+	must(t, err)
+	if !reflect.DeepEqual(got, k) {
+		t.Fatalf("NoteKey = %+v, want %+v", got, k)
 	}
 }
 

@@ -1,0 +1,186 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// InitLog creates the audit log named origin if there is none, and returns
+// the log's state. An existing log keeps its origin.
+func (s *Store) InitLog(ctx context.Context, origin string) (store.LogState, error) {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO log_state (id, origin, sequenced, integrated, pruned) VALUES (1, ?, 0, 0, 0) ON CONFLICT (id) DO NOTHING`, origin)
+		return err
+	})
+	if err != nil {
+		return store.LogState{}, err
+	}
+	return s.LogState(ctx)
+}
+
+// LogState returns the audit log's state; store.ErrNotFound before InitLog.
+func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
+	var st store.LogState
+	var seq, integ, pruned int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT origin, sequenced, integrated, pruned, checkpoint FROM log_state WHERE id = 1`).
+		Scan(&st.Origin, &seq, &integ, &pruned, &st.Checkpoint)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("audit log: %w", store.ErrNotFound)
+	}
+	st.Sequenced, st.Integrated, st.Pruned = uint64(seq), uint64(integ), uint64(pruned)
+	return st, err
+}
+
+// Sequence stores chunk c as entries [c.First, c.First+c.Count) if the log
+// holds exactly c.First entries; otherwise it fails with store.ErrConflict
+// and changes nothing.
+func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`, int64(c.First+c.Count), int64(c.First))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("audit log: sequence from %d: %w", c.First, store.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO log_entries (first, count, data) VALUES (?, ?, ?)`, int64(c.First), int64(c.Count), c.Data)
+		return err
+	})
+}
+
+// Chunks returns the stored chunks that hold entries in [from, to), in
+// order. Chunks deleted by pruning are missing; the caller checks coverage.
+func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT first, count, data FROM log_entries
+		WHERE first >= COALESCE((SELECT MAX(first) FROM log_entries WHERE first <= ?), 0) AND first < ? ORDER BY first`,
+		int64(from), int64(to))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Chunk
+	for rows.Next() {
+		var c store.Chunk
+		var first, count int64
+		if err := rows.Scan(&first, &count, &c.Data); err != nil {
+			return nil, err
+		}
+		c.First, c.Count = uint64(first), uint64(count)
+		if c.First+c.Count <= from {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// Integrate stores the tiles and checkpoint of one integration step if the
+// tree still has size from; otherwise it fails with store.ErrConflict.
+func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE log_state SET integrated = ?, checkpoint = ? WHERE id = 1 AND integrated = ? AND sequenced >= ?`,
+			int64(in.Size), in.Checkpoint, int64(from), int64(in.Size))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("audit log: integrate from %d: %w", from, store.ErrConflict)
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_tiles (level, idx, width, data) VALUES (?, ?, ?, ?)
+			ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for _, t := range in.Tiles {
+			if _, err := stmt.ExecContext(ctx, int64(t.Level), int64(t.Index), t.Width, t.Data); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO log_checkpoints (size, time, note) VALUES (?, ?, ?)`, int64(in.Size), ts(in.Time), in.Checkpoint)
+		if isUnique(err) {
+			return fmt.Errorf("audit log: checkpoint for size %d exists: %w", in.Size, store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// Tile returns the stored tile at level, index: the widest written so far.
+// It fails with store.ErrNotFound if there is none.
+func (s *Store) Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error) {
+	t := store.Tile{Level: level, Index: index}
+	err := s.rdb.QueryRowContext(ctx, `SELECT width, data FROM log_tiles WHERE level = ? AND idx = ?`, int64(level), int64(index)).Scan(&t.Width, &t.Data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("tile %d/%d: %w", level, index, store.ErrNotFound)
+	}
+	return t, err
+}
+
+// Checkpoints returns up to limit signed checkpoints with size > after, in
+// order of size.
+func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT size, time, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?`, int64(after), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.LogCheckpoint
+	for rows.Next() {
+		var c store.LogCheckpoint
+		var size, t int64
+		if err := rows.Scan(&size, &t, &c.Note); err != nil {
+			return nil, err
+		}
+		c.Size, c.Time = uint64(size), tm(t)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// PruneEntries deletes the chunks wholly below index before and records
+// before as the pruning point: bodies of entries below it may be gone.
+// Tiles and checkpoints are kept. before must not be beyond the integrated
+// size; the pruning point never moves back.
+func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE log_state SET pruned = ? WHERE id = 1 AND pruned <= ? AND integrated >= ?`, int64(before), int64(before), int64(before))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("audit log: prune to %d: %w", before, store.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM log_entries WHERE first + count <= ?`, int64(before))
+		return err
+	})
+}
+
+// InsertNoteKey stores a new note-signing key; store.ErrConflict if one
+// with that name exists.
+func (s *Store) InsertNoteKey(ctx context.Context, k store.NoteKey) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO note_keys (name, public, sealed, sealer, created) VALUES (?, ?, ?, ?, ?)`,
+			k.Name, k.Public, k.Sealed, k.Sealer, ts(k.Created))
+		if isUnique(err) {
+			return fmt.Errorf("note key %q: %w", k.Name, store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// NoteKey returns the note-signing key called name.
+func (s *Store) NoteKey(ctx context.Context, name string) (store.NoteKey, error) {
+	k := store.NoteKey{Name: name}
+	var created int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT public, sealed, sealer, created FROM note_keys WHERE name = ?`, name).
+		Scan(&k.Public, &k.Sealed, &k.Sealer, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return k, fmt.Errorf("note key %q: %w", name, store.ErrNotFound)
+	}
+	k.Created = tm(created)
+	return k, err
+}

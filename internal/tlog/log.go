@@ -1,0 +1,385 @@
+package tlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/transparency-dev/merkle/compact"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos/auditlog"
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// Store is what the log needs from storage.
+type Store interface {
+	// InitLog creates the log named origin unless one exists, and returns
+	// the log's state.
+	InitLog(ctx context.Context, origin string) (store.LogState, error)
+	// LogState returns the log's state.
+	LogState(ctx context.Context) (store.LogState, error)
+	// Sequence durably stores a chunk of entries if the log holds exactly
+	// c.First entries, and fails with store.ErrConflict otherwise.
+	Sequence(ctx context.Context, c store.Chunk) error
+	// Chunks returns the stored chunks holding entries in [from, to).
+	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
+	// Integrate stores one integration step if the tree has size from, and
+	// fails with store.ErrConflict otherwise.
+	Integrate(ctx context.Context, from uint64, in store.Integration) error
+	// Tile returns the widest stored version of a tile, or store.ErrNotFound.
+	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
+}
+
+// Defaults.
+const (
+	// DefaultCheckpointInterval bounds how often checkpoints are signed;
+	// an acknowledged entry is in a signed checkpoint within about this
+	// long.
+	DefaultCheckpointInterval = 500 * time.Millisecond
+	// DefaultMaxPending bounds the entries waiting for a commit; Append
+	// blocks while that many are queued.
+	DefaultMaxPending = 1 << 16
+	// MaxEntrySize is the largest entry: tlog-tiles entry bundles give each
+	// entry a two-byte length.
+	MaxEntrySize = 1<<16 - 1
+	// maxConflicts bounds how often one commit retries after other
+	// writers moved the log on.
+	maxConflicts = 100
+)
+
+// Config configures a Log.
+type Config struct {
+	// Origin names the log in its checkpoints. It must equal the note
+	// key's name. A log keeps the origin it was created with.
+	Origin string
+	// Key signs checkpoints.
+	Key note.Signer
+	// Verifier checks checkpoints signed by Key (used at start to check
+	// the stored and published checkpoints).
+	Verifier note.Verifier
+	// CheckpointFile, if set, is a file outside the database where the
+	// latest checkpoint is kept. At start the stored tree must match it;
+	// a database restored from an older copy is refused.
+	CheckpointFile string
+	// CheckpointInterval; 0 means DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// MaxPending; 0 means DefaultMaxPending.
+	MaxPending int
+	// OnCheckpoint, if set, is called (from the integrator goroutine, so
+	// it must not block for long) after each new checkpoint is durable.
+	OnCheckpoint func(signed []byte, cp auditlog.Checkpoint)
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Origin == "" || c.Key == nil || c.Verifier == nil {
+		return c, errors.New("tlog: Config needs Origin, Key and Verifier")
+	}
+	if c.Key.Name() != c.Origin || c.Verifier.Name() != c.Origin {
+		return c, fmt.Errorf("tlog: key name %q does not match origin %q", c.Key.Name(), c.Origin)
+	}
+	if c.Key.KeyHash() != c.Verifier.KeyHash() {
+		return c, errors.New("tlog: verifier is not the key's")
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.CheckpointInterval < 0 {
+		return c, errors.New("tlog: CheckpointInterval must be positive")
+	}
+	if c.MaxPending == 0 {
+		c.MaxPending = DefaultMaxPending
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, nil
+}
+
+// Errors.
+var (
+	// ErrClosed is returned by Append after Close.
+	ErrClosed = errors.New("tlog: log closed")
+	// ErrEntryTooLarge is returned for entries over MaxEntrySize bytes.
+	ErrEntryTooLarge = errors.New("tlog: entry too large")
+	// ErrRolledBack means the stored log is behind, or differs from, a
+	// checkpoint the log already published: the database was restored
+	// from an older copy or altered. The log refuses to run on it.
+	ErrRolledBack = errors.New("tlog: stored log does not match a published checkpoint")
+)
+
+// Log is an append-only Merkle log. It is safe for concurrent use.
+type Log struct {
+	cfg Config
+	st  Store
+
+	// Appends waiting for the next commit.
+	mu      sync.Mutex
+	cond    *sync.Cond // signalled when pending shrinks or the log closes
+	pending *batch
+	closed  bool
+	kick    chan struct{}
+
+	// Owned by the sequencer goroutine.
+	next uint64 // index of the next entry
+
+	// Committed leaf hashes awaiting integration: [hashesFrom, hashesFrom+len).
+	imu        sync.Mutex
+	hashes     []auditlog.Hash
+	hashesFrom uint64
+	ikick      chan struct{}
+
+	// Owned by the integrator goroutine.
+	rng   *compact.Range
+	edge  map[tileKey]*tile // tiles on the tree's right edge, by level
+	dirty map[tileKey]*tile
+
+	latest atomic.Pointer[published]
+
+	stop     chan struct{}
+	seqDone  chan struct{}
+	intDone  chan struct{}
+	closeErr error
+}
+
+type tileKey struct {
+	level uint8
+	index uint64
+}
+
+// published is the latest checkpoint the log signed and stored.
+type published struct {
+	signed []byte
+	cp     auditlog.Checkpoint
+}
+
+// batch is the appends that share one commit.
+type batch struct {
+	buf    []byte // entries, each with its two-byte length: the chunk
+	n      int    // entries in buf
+	hashes []auditlog.Hash
+	first  uint64
+	err    error
+	done   chan struct{}
+}
+
+func newBatch() *batch { return &batch{done: make(chan struct{})} }
+
+var factory = &compact.RangeFactory{Hash: func(l, r []byte) []byte {
+	h := auditlog.NodeHash(auditlog.Hash(l), auditlog.Hash(r))
+	return h[:]
+}}
+
+// Open opens the log in st, creating it if needed, checks the stored tree
+// against the stored and published checkpoints, integrates any entries a
+// crash left unintegrated, and starts the sequencer and integrator.
+func Open(ctx context.Context, st Store, cfg Config) (*Log, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	state, err := st.InitLog(ctx, cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: open: %w", err)
+	}
+	if state.Origin != cfg.Origin {
+		return nil, fmt.Errorf("tlog: the stored log is %q, not %q", state.Origin, cfg.Origin)
+	}
+	l := &Log{
+		cfg:     cfg,
+		st:      st,
+		pending: newBatch(),
+		kick:    make(chan struct{}, 1),
+		ikick:   make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		seqDone: make(chan struct{}),
+		intDone: make(chan struct{}),
+	}
+	l.cond = sync.NewCond(&l.mu)
+	if err := l.loadTree(ctx, state); err != nil {
+		return nil, err
+	}
+	if err := l.checkPublished(state); err != nil {
+		return nil, err
+	}
+	l.next, l.hashesFrom = state.Sequenced, state.Sequenced
+	if state.Sequenced > state.Integrated {
+		if err := l.catchUp(ctx, state.Integrated, state.Sequenced); err != nil {
+			return nil, err
+		}
+	}
+	go l.sequencer()
+	go l.integrator()
+	return l, nil
+}
+
+// Close stops accepting appends, commits and integrates what was queued,
+// and stops the log's goroutines.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return l.closeErr
+	}
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.seqDone
+	<-l.intDone
+	return l.closeErr
+}
+
+// Verifier returns the verifier of the log's checkpoint key.
+func (l *Log) Verifier() note.Verifier { return l.cfg.Verifier }
+
+// Origin returns the log's origin.
+func (l *Log) Origin() string { return l.cfg.Origin }
+
+// Checkpoint returns the latest signed checkpoint, or nil before the first.
+func (l *Log) Checkpoint() ([]byte, auditlog.Checkpoint) {
+	p := l.latest.Load()
+	if p == nil {
+		return nil, auditlog.Checkpoint{Origin: l.cfg.Origin, Hash: auditlog.EmptyRoot()}
+	}
+	return p.signed, p.cp
+}
+
+// Append adds entry to the log and returns its index once it is durable.
+// Once queued, an append is waited for even if ctx ends, so that an error
+// always means the entry was not stored.
+func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
+	if len(entry) > MaxEntrySize {
+		return 0, fmt.Errorf("%w: %d bytes", ErrEntryTooLarge, len(entry))
+	}
+	h := auditlog.LeafHash(entry)
+	l.mu.Lock()
+	for l.pending.n >= l.cfg.MaxPending && !l.closed {
+		l.cond.Wait()
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		return 0, err
+	}
+	b := l.pending
+	pos := b.n
+	b.buf = append(b.buf, byte(len(entry)>>8), byte(len(entry)))
+	b.buf = append(b.buf, entry...)
+	b.n++
+	b.hashes = append(b.hashes, h)
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	<-b.done
+	if b.err != nil {
+		return 0, b.err
+	}
+	return b.first + uint64(pos), nil
+}
+
+// sequencer commits pending appends, one batch at a time.
+func (l *Log) sequencer() {
+	defer close(l.seqDone)
+	for {
+		select {
+		case <-l.kick:
+		case <-l.stop:
+		}
+		l.mu.Lock()
+		b := l.pending
+		if b.n > 0 {
+			l.pending = newBatch()
+			l.cond.Broadcast()
+		}
+		closed := l.closed
+		l.mu.Unlock()
+		if b.n > 0 {
+			l.commit(b)
+		}
+		if closed {
+			l.mu.Lock()
+			rest := l.pending.n
+			l.mu.Unlock()
+			if rest == 0 {
+				return
+			}
+		}
+	}
+}
+
+// commit stores batch b as the next entries and releases its appends.
+func (l *Log) commit(b *batch) {
+	defer close(b.done)
+	// The store must finish with the batch even if every appender's
+	// context ends: they are all waiting for the outcome. Another process
+	// (the CLI beside a server, another node on a shared store) may have
+	// appended since this one last looked: on a conflict nothing was
+	// written, so take the new position and try again.
+	var from uint64
+	var err error
+	for range maxConflicts {
+		from = l.next
+		err = l.st.Sequence(context.Background(), store.Chunk{First: from, Count: uint64(b.n), Data: b.buf})
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+		if rerr := l.resync(); rerr != nil {
+			err = errors.Join(err, rerr)
+			break
+		}
+	}
+	if err != nil {
+		b.err = fmt.Errorf("tlog: append: %w", err)
+		// The outcome in the store is unknown: start again from what it
+		// holds. Entries it did commit reach the tree from the store.
+		if rerr := l.resync(); rerr != nil {
+			l.cfg.Logger.Error("audit log: cannot recover sequencer state", "err", rerr)
+		}
+		return
+	}
+	b.first = from
+	l.next = from + uint64(b.n)
+	l.imu.Lock()
+	if l.hashesFrom+uint64(len(l.hashes)) == from {
+		l.hashes = append(l.hashes, b.hashes...)
+	}
+	l.imu.Unlock()
+	select {
+	case l.ikick <- struct{}{}:
+	default:
+	}
+}
+
+// resync reloads the sequencer's position from the store.
+func (l *Log) resync() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	state, err := l.st.LogState(ctx)
+	if err != nil {
+		return err
+	}
+	l.next = state.Sequenced
+	l.imu.Lock()
+	if l.hashesFrom+uint64(len(l.hashes)) != state.Sequenced {
+		l.hashes, l.hashesFrom = nil, state.Sequenced
+	}
+	l.imu.Unlock()
+	return nil
+}
