@@ -35,19 +35,24 @@ func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
 	return st, err
 }
 
+const (
+	qSequence    = `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`
+	qInsertChunk = `INSERT INTO log_entries (first, count, data) VALUES (?, ?, ?)`
+)
+
 // Sequence stores chunk c as entries [c.First, c.First+c.Count) if the log
 // holds exactly c.First entries; otherwise it fails with store.ErrConflict
 // and changes nothing.
 func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`, int64(c.First+c.Count), int64(c.First))
+		res, err := s.exec(ctx, tx, qSequence, int64(c.First+c.Count), int64(c.First))
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("audit log: sequence from %d: %w", c.First, store.ErrConflict)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO log_entries (first, count, data) VALUES (?, ?, ?)`, int64(c.First), int64(c.Count), c.Data)
+		_, err = s.exec(ctx, tx, qInsertChunk, int64(c.First), int64(c.Count), c.Data)
 		return err
 	})
 }
@@ -90,14 +95,14 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("audit log: integrate from %d: %w", from, store.ErrConflict)
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_tiles (level, idx, width, data) VALUES (?, ?, ?, ?)
-			ON CONFLICT (level, idx) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_tiles (id, width, data) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, t := range in.Tiles {
-			if _, err := stmt.ExecContext(ctx, int64(t.Level), int64(t.Index), t.Width, t.Data); err != nil {
+			if _, err := stmt.ExecContext(ctx, tileID(t.Level, t.Index), t.Width, t.Data); err != nil {
 				return err
 			}
 		}
@@ -109,11 +114,15 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 	})
 }
 
+// tileID is a tile's row id: level << 56 | index. A tree of 2^64 entries
+// has 8 tile levels, and an index at level L is below 2^(56-8L).
+func tileID(level uint8, index uint64) int64 { return int64(level)<<56 | int64(index) }
+
 // Tile returns the stored tile at level, index: the widest written so far.
 // It fails with store.ErrNotFound if there is none.
 func (s *Store) Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error) {
 	t := store.Tile{Level: level, Index: index}
-	err := s.rdb.QueryRowContext(ctx, `SELECT width, data FROM log_tiles WHERE level = ? AND idx = ?`, int64(level), int64(index)).Scan(&t.Width, &t.Data)
+	err := s.rdb.QueryRowContext(ctx, `SELECT width, data FROM log_tiles WHERE id = ?`, tileID(level, index)).Scan(&t.Width, &t.Data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("tile %d/%d: %w", level, index, store.ErrNotFound)
 	}

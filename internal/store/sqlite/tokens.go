@@ -12,9 +12,11 @@ import (
 
 const receiptCols = `jti, kind, subject, client_id, key_id, issued_at, expires_at, session_id, grant_type, client_ip, family_id, revoked_at`
 
-func insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Receipt) error {
+const qInsertReceipt = `INSERT INTO receipts (` + receiptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func (s *Store) insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Receipt) error {
 	for _, r := range rs {
-		_, err := tx.ExecContext(ctx, `INSERT INTO receipts (`+receiptCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := s.exec(ctx, tx, qInsertReceipt,
 			r.JTI, string(r.Kind), r.Subject, r.ClientID, r.KeyID, ts(r.IssuedAt), ts(r.ExpiresAt), r.SessionID,
 			r.Grant, r.ClientIP, r.FamilyID, ts(r.RevokedAt))
 		if isUnique(err) {
@@ -27,12 +29,14 @@ func insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Receipt) error {
 	return nil
 }
 
-func insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error {
+const qInsertRefresh = `INSERT INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
+		audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error {
 	if t == nil {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
-		audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.exec(ctx, tx, qInsertRefresh,
 		t.Hash, t.JTI, t.FamilyID, t.ClientID, t.Subject, t.SessionID, t.Scope, t.Audience,
 		ts(t.AuthTime), ts(t.IssuedAt), ts(t.ExpiresAt), ts(t.SpentAt), ts(t.RevokedAt))
 	if isUnique(err) {
@@ -45,10 +49,10 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error
 // nothing. Tokens may be handed out only after it returns nil.
 func (s *Store) InsertGrant(ctx context.Context, g store.Grant) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
 			return err
 		}
-		return insertRefresh(ctx, tx, g.Refresh)
+		return s.insertRefresh(ctx, tx, g.Refresh)
 	})
 }
 
@@ -189,10 +193,10 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, f
 			}
 			return fmt.Errorf("authorization code: %w", store.ErrReused)
 		}
-		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
 			return err
 		}
-		return insertRefresh(ctx, tx, g.Refresh)
+		return s.insertRefresh(ctx, tx, g.Refresh)
 	})
 }
 
@@ -215,9 +219,11 @@ func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshTok
 // that replaces it, all or nothing. If old was already spent it fails with
 // store.ErrReused; if it was revoked, with store.ErrNotFound. Either way
 // nothing changes; on ErrReused the caller revokes the family.
+const qSpendRefresh = `UPDATE refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`
+
 func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`, ts(at), old)
+		res, err := s.exec(ctx, tx, qSpendRefresh, ts(at), old)
 		if err != nil {
 			return err
 		}
@@ -235,9 +241,9 @@ func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g s
 				return fmt.Errorf("refresh token: %w", store.ErrReused)
 			}
 		}
-		if err := insertReceipts(ctx, tx, g.Receipts); err != nil {
+		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
 			return err
 		}
-		return insertRefresh(ctx, tx, g.Refresh)
+		return s.insertRefresh(ctx, tx, g.Refresh)
 	})
 }

@@ -16,13 +16,13 @@ CREATE TABLE log_entries (
     data  BLOB NOT NULL
 ) STRICT;
 
+-- A tile's id is level << 56 | index: a rowid lookup, so rewriting a
+-- growing tile never unpacks its blob to compare keys.
 CREATE TABLE log_tiles (
-    level INTEGER NOT NULL,
-    idx   INTEGER NOT NULL,
+    id    INTEGER PRIMARY KEY,
     width INTEGER NOT NULL,
-    data  BLOB NOT NULL,
-    PRIMARY KEY (level, idx)
-) STRICT, WITHOUT ROWID;
+    data  BLOB NOT NULL
+) STRICT;
 
 CREATE TABLE log_checkpoints (
     size INTEGER PRIMARY KEY,
