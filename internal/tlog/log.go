@@ -304,13 +304,14 @@ func (l *Log) sequencer() {
 		}
 		l.mu.Lock()
 		b := l.pending
-		if b.n > 0 {
+		n := b.n // b is ours only if it was swapped out here
+		if n > 0 {
 			l.pending = newBatch()
 			l.cond.Broadcast()
 		}
 		closed := l.closed
 		l.mu.Unlock()
-		if b.n > 0 {
+		if n > 0 {
 			l.commit(b)
 		}
 		if closed {
