@@ -57,8 +57,13 @@ func (l *Log) Emit(ctx context.Context, e event.Event) error {
 	return err
 }
 
-// Append is Emit that also returns the event's index in the log.
-func (l *Log) Append(ctx context.Context, e event.Event) (uint64, error) {
+// Encode returns e as a log entry: the canonical v1 encoding, with a fresh
+// id and the current time when e has none. Values the encoding cannot carry
+// are cleaned (see sanitize) rather than allowed to cost the event. The
+// store appends such entries inside other transactions (a grant and its
+// token_issued event), so they are recorded exactly when what they record
+// happened.
+func (l *Log) Encode(e event.Event) ([]byte, error) {
 	if e.ID == "" {
 		e.ID = event.NewID()
 	}
@@ -73,7 +78,16 @@ func (l *Log) Append(ctx context.Context, e event.Event) (uint64, error) {
 		b, err = event.Marshal(sanitize(e))
 	}
 	if err != nil {
-		return 0, fmt.Errorf("audit: event %s: %w", e.Type, err)
+		return nil, fmt.Errorf("audit: event %s: %w", e.Type, err)
+	}
+	return b, nil
+}
+
+// Append is Emit that also returns the event's index in the log.
+func (l *Log) Append(ctx context.Context, e event.Event) (uint64, error) {
+	b, err := l.Encode(e)
+	if err != nil {
+		return 0, err
 	}
 	idx, err := l.app.Append(ctx, b)
 	if err != nil {

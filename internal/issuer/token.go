@@ -196,10 +196,41 @@ func (is *Issuer) mint(ctx context.Context, m mintRequest) (*tokenResponse, stor
 	return resp, g, fields, nil
 }
 
-// issued records the token_issued event once the grant is durable.
+// EventEncoder is an event sink that can also encode an event as a log
+// entry for the store to append in the same transaction as a grant. The
+// audit log is one; with it, a token_issued event is durable exactly when
+// the grant is.
+type EventEncoder interface {
+	Encode(e event.Event) ([]byte, error)
+}
+
+func issuedEvent(m mintRequest, fields map[string]any) event.Event {
+	return event.Event{Class: event.ClassToken, Type: "token_issued", Actor: m.client.ID, Subject: m.subject,
+		Client: m.client.ID, IP: m.ip, Fields: fields}
+}
+
+// recordWith puts the token_issued event into the grant when the event
+// sink can encode it, and reports whether it did.
+func (is *Issuer) recordWith(g *store.Grant, m mintRequest, fields map[string]any) bool {
+	enc, ok := is.events.(EventEncoder)
+	if !ok {
+		return false
+	}
+	e := issuedEvent(m, fields)
+	e.Time = is.cfg.Now()
+	b, err := enc.Encode(e)
+	if err != nil {
+		is.log.Error("encoding event", "type", e.Type, "err", err)
+		return false
+	}
+	g.Events = append(g.Events, b)
+	return true
+}
+
+// issued records the token_issued event once the grant is durable, for
+// sinks that cannot join the grant's transaction.
 func (is *Issuer) issued(ctx context.Context, m mintRequest, fields map[string]any) {
-	is.emit(ctx, event.Event{Class: event.ClassToken, Type: "token_issued", Actor: m.client.ID, Subject: m.subject,
-		Client: m.client.ID, IP: m.ip, Fields: fields})
+	is.emit(ctx, issuedEvent(m, fields))
 }
 
 func (is *Issuer) codeGrant(r *http.Request, p params, client store.Client) (*tokenResponse, *oauthError) {
@@ -248,6 +279,7 @@ func (is *Issuer) codeGrant(r *http.Request, p params, client store.Client) (*to
 	if err != nil {
 		return nil, errUnavailable
 	}
+	logged := is.recordWith(&g, m, fields)
 	switch err := is.store.RedeemAuthCode(ctx, hash, now, m.familyID, g); {
 	case errors.Is(err, store.ErrReused):
 		if ac, err := is.store.AuthCode(ctx, hash); err == nil {
@@ -260,7 +292,9 @@ func (is *Issuer) codeGrant(r *http.Request, p params, client store.Client) (*to
 		is.log.Error("redeeming authorization code", "err", err)
 		return nil, errUnavailable
 	}
-	is.issued(ctx, m, fields)
+	if !logged {
+		is.issued(ctx, m, fields)
+	}
 	return resp, nil
 }
 
@@ -355,6 +389,8 @@ func (is *Issuer) refreshGrant(r *http.Request, p params, client store.Client) (
 	if err != nil {
 		return nil, errUnavailable
 	}
+	fields["previous_refresh_jti"] = old.JTI
+	logged := is.recordWith(&g, m, fields)
 	switch err := is.store.RotateRefresh(ctx, hash, now, g); {
 	case errors.Is(err, store.ErrReused):
 		is.refreshReused(r, old)
@@ -365,8 +401,9 @@ func (is *Issuer) refreshGrant(r *http.Request, p params, client store.Client) (
 		is.log.Error("rotating refresh token", "err", err)
 		return nil, errUnavailable
 	}
-	fields["previous_refresh_jti"] = old.JTI
-	is.issued(ctx, m, fields)
+	if !logged {
+		is.issued(ctx, m, fields)
+	}
 	return resp, nil
 }
 
@@ -403,11 +440,14 @@ func (is *Issuer) clientCredentialsGrant(r *http.Request, p params, client store
 	if err != nil {
 		return nil, errUnavailable
 	}
+	logged := is.recordWith(&g, m, fields)
 	if err := is.store.InsertGrant(r.Context(), g); err != nil {
 		is.log.Error("recording receipts", "err", err)
 		return nil, errUnavailable
 	}
-	is.issued(r.Context(), m, fields)
+	if !logged {
+		is.issued(r.Context(), m, fields)
+	}
 	return resp, nil
 }
 

@@ -140,4 +140,7 @@ type RefreshToken struct {
 type Grant struct {
 	Receipts []Receipt
 	Refresh  *RefreshToken // nil when no refresh token is issued
+	// Events are audit log entries (canonical events) appended in the same
+	// transaction: the log records the grant if and only if it happened.
+	Events [][]byte
 }

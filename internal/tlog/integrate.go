@@ -16,13 +16,18 @@ import (
 )
 
 // integrator folds committed entries into the tree and signs checkpoints,
-// at most once per CheckpointInterval.
+// at most once per CheckpointInterval. It wakes when this process commits
+// a batch, and also every interval, to integrate what other writers
+// appended.
 func (l *Log) integrator() {
 	defer close(l.intDone)
+	tick := time.NewTicker(l.cfg.CheckpointInterval)
+	defer tick.Stop()
 	last := time.Time{}
 	for {
 		select {
 		case <-l.ikick:
+		case <-tick.C:
 		case <-l.seqDone:
 			// The sequencer has committed everything it will: integrate
 			// the rest and stop.
@@ -40,63 +45,87 @@ func (l *Log) integrator() {
 		last = time.Now()
 		if err := l.integrate(context.Background()); err != nil {
 			l.cfg.Logger.Error("audit log: integration failed; retrying", "err", err)
-			select {
-			case l.ikick <- struct{}{}:
-			default:
-			}
 		}
 	}
 }
 
-// integrate folds every committed entry into the tree and, if the tree
-// grew, signs and stores a checkpoint for it.
+// integrate folds every stored entry not yet in the tree into it and, if
+// the tree grew, signs and stores a checkpoint for it.
 func (l *Log) integrate(ctx context.Context) error {
-	l.imu.Lock()
-	hashes, from := l.hashes, l.hashesFrom
-	l.hashes, l.hashesFrom = nil, from+uint64(len(hashes))
-	l.imu.Unlock()
-
-	size := l.rng.End()
-	if from != size {
-		// The queue does not start where the tree ends (a failed commit
-		// or integration): read the entries from the store instead.
-		state, err := l.st.LogState(ctx)
-		if err != nil {
-			return err
-		}
-		if state.Integrated != size {
-			if err := l.loadTree(ctx, state); err != nil {
-				return err
-			}
-			size = state.Integrated
-		}
-		if hashes, err = l.readLeaves(ctx, size, state.Sequenced); err != nil {
-			l.requeue(size, nil)
-			return err
-		}
-		from = size
-	}
-	if len(hashes) == 0 {
-		return nil
-	}
-	if err := l.extend(ctx, hashes); err != nil {
-		l.requeue(from, hashes)
+	state, err := l.st.LogState(ctx)
+	if err != nil {
 		return err
 	}
+	if state.Integrated != l.rng.End() {
+		// Another process sharing the store integrated: start from its tree.
+		if err := l.loadTree(ctx, state); err != nil {
+			return err
+		}
+	}
+	size := l.rng.End()
+	if state.Sequenced <= size {
+		l.forget(size)
+		return nil
+	}
+	hashes, err := l.leaves(ctx, size, state.Sequenced)
+	if err != nil {
+		return err
+	}
+	if err := l.extend(ctx, hashes); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Another process sharing the store integrated first; its
+			// tree is now ours (extend reloaded it).
+			return nil
+		}
+		return err
+	}
+	l.forget(l.rng.End())
 	return nil
 }
 
-// requeue puts leaf hashes back at the front of the integration queue.
-func (l *Log) requeue(from uint64, hashes []auditlog.Hash) {
+// leaves returns the leaf hashes of entries [from, to): from the batches
+// this process committed where it has them, from the store otherwise.
+func (l *Log) leaves(ctx context.Context, from, to uint64) ([]auditlog.Hash, error) {
+	out := make([]auditlog.Hash, 0, to-from)
+	for i := from; i < to; {
+		l.imu.Lock()
+		hs, ok := l.known[i]
+		l.imu.Unlock()
+		if ok && i+uint64(len(hs)) <= to {
+			out = append(out, hs...)
+			i += uint64(len(hs))
+			continue
+		}
+		// Read up to the next batch this process knows.
+		end := to
+		l.imu.Lock()
+		for k := range l.known {
+			if k > i && k < end {
+				end = k
+			}
+		}
+		l.imu.Unlock()
+		err := ReadEntries(ctx, l.st, i, end, func(_ uint64, e []byte) error {
+			out = append(out, auditlog.LeafHash(e))
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		i = end
+	}
+	return out, nil
+}
+
+// forget drops known batches that are in the tree.
+func (l *Log) forget(size uint64) {
 	l.imu.Lock()
 	defer l.imu.Unlock()
-	if from+uint64(len(hashes)) == l.hashesFrom {
-		l.hashes = append(hashes[:len(hashes):len(hashes)], l.hashes...)
-		l.hashesFrom = from
-		return
+	for k := range l.known {
+		if k < size {
+			delete(l.known, k)
+		}
 	}
-	// The queue has moved on; the store is the source of truth, and the
-	// next integration reads the gap from it.
 }
 
 // extend appends leaf hashes to the tree, stores the changed tiles and a
@@ -269,26 +298,6 @@ func (l *Log) rangeHashes(ctx context.Context, size uint64) ([][]byte, error) {
 		out[i] = h[:]
 	}
 	return out, nil
-}
-
-// readLeaves returns the leaf hashes of entries [from, to) read from the
-// store.
-func (l *Log) readLeaves(ctx context.Context, from, to uint64) ([]auditlog.Hash, error) {
-	out := make([]auditlog.Hash, 0, to-from)
-	err := ReadEntries(ctx, l.st, from, to, func(_ uint64, e []byte) error {
-		out = append(out, auditlog.LeafHash(e))
-		return nil
-	})
-	return out, err
-}
-
-// catchUp integrates entries a crash left sequenced but not integrated.
-func (l *Log) catchUp(ctx context.Context, from, to uint64) error {
-	hashes, err := l.readLeaves(ctx, from, to)
-	if err != nil {
-		return err
-	}
-	return l.extend(ctx, hashes)
 }
 
 // checkPublished refuses a stored log that is behind or differs from the

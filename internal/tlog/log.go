@@ -23,9 +23,11 @@ type Store interface {
 	InitLog(ctx context.Context, origin string) (store.LogState, error)
 	// LogState returns the log's state.
 	LogState(ctx context.Context) (store.LogState, error)
-	// Sequence durably stores a chunk of entries if the log holds exactly
-	// c.First entries, and fails with store.ErrConflict otherwise.
-	Sequence(ctx context.Context, c store.Chunk) error
+	// AppendChunk durably stores count entries as the log's next ones and
+	// returns the index of the first. Indexes are assigned in the store,
+	// so other writers (the CLI beside a server, grants that append their
+	// events in their own transaction, other nodes) never conflict.
+	AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error)
 	// Chunks returns the stored chunks holding entries in [from, to).
 	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
 	// Integrate stores one integration step if the tree has size from, and
@@ -47,9 +49,6 @@ const (
 	// MaxEntrySize is the largest entry: tlog-tiles entry bundles give each
 	// entry a two-byte length.
 	MaxEntrySize = 1<<16 - 1
-	// maxConflicts bounds how often one commit retries after other
-	// writers moved the log on.
-	maxConflicts = 100
 )
 
 // Config configures a Log.
@@ -131,14 +130,12 @@ type Log struct {
 	closed  bool
 	kick    chan struct{}
 
-	// Owned by the sequencer goroutine.
-	next uint64 // index of the next entry
-
-	// Committed leaf hashes awaiting integration: [hashesFrom, hashesFrom+len).
-	imu        sync.Mutex
-	hashes     []auditlog.Hash
-	hashesFrom uint64
-	ikick      chan struct{}
+	// Leaf hashes of batches this process committed, by first index,
+	// awaiting integration. Entries others appended are read from the
+	// store.
+	imu   sync.Mutex
+	known map[uint64][]auditlog.Hash
+	ikick chan struct{}
 
 	// Owned by the integrator goroutine.
 	rng   *compact.Range
@@ -200,6 +197,7 @@ func Open(ctx context.Context, st Store, cfg Config) (*Log, error) {
 		cfg:     cfg,
 		st:      st,
 		pending: newBatch(),
+		known:   make(map[uint64][]auditlog.Hash),
 		kick:    make(chan struct{}, 1),
 		ikick:   make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -213,9 +211,8 @@ func Open(ctx context.Context, st Store, cfg Config) (*Log, error) {
 	if err := l.checkPublished(state); err != nil {
 		return nil, err
 	}
-	l.next, l.hashesFrom = state.Sequenced, state.Sequenced
 	if state.Sequenced > state.Integrated {
-		if err := l.catchUp(ctx, state.Integrated, state.Sequenced); err != nil {
+		if err := l.integrate(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -329,58 +326,18 @@ func (l *Log) sequencer() {
 func (l *Log) commit(b *batch) {
 	defer close(b.done)
 	// The store must finish with the batch even if every appender's
-	// context ends: they are all waiting for the outcome. Another process
-	// (the CLI beside a server, another node on a shared store) may have
-	// appended since this one last looked: on a conflict nothing was
-	// written, so take the new position and try again.
-	var from uint64
-	var err error
-	for range maxConflicts {
-		from = l.next
-		err = l.st.Sequence(context.Background(), store.Chunk{First: from, Count: uint64(b.n), Data: b.buf})
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-		if rerr := l.resync(); rerr != nil {
-			err = errors.Join(err, rerr)
-			break
-		}
-	}
+	// context ends: they are all waiting for the outcome.
+	first, err := l.st.AppendChunk(context.Background(), uint64(b.n), b.buf)
 	if err != nil {
 		b.err = fmt.Errorf("tlog: append: %w", err)
-		// The outcome in the store is unknown: start again from what it
-		// holds. Entries it did commit reach the tree from the store.
-		if rerr := l.resync(); rerr != nil {
-			l.cfg.Logger.Error("audit log: cannot recover sequencer state", "err", rerr)
-		}
 		return
 	}
-	b.first = from
-	l.next = from + uint64(b.n)
+	b.first = first
 	l.imu.Lock()
-	if l.hashesFrom+uint64(len(l.hashes)) == from {
-		l.hashes = append(l.hashes, b.hashes...)
-	}
+	l.known[first] = b.hashes
 	l.imu.Unlock()
 	select {
 	case l.ikick <- struct{}{}:
 	default:
 	}
-}
-
-// resync reloads the sequencer's position from the store.
-func (l *Log) resync() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	state, err := l.st.LogState(ctx)
-	if err != nil {
-		return err
-	}
-	l.next = state.Sequenced
-	l.imu.Lock()
-	if l.hashesFrom+uint64(len(l.hashes)) != state.Sequenced {
-		l.hashes, l.hashesFrom = nil, state.Sequenced
-	}
-	l.imu.Unlock()
-	return nil
 }

@@ -128,6 +128,7 @@ func (f *fixture) waitSize(t testing.TB, size uint64) auditlog.Checkpoint {
 		}
 		select {
 		case <-f.cps:
+		case <-time.After(10 * time.Millisecond):
 		case <-deadline:
 			_, cp := f.log.Checkpoint()
 			t.Fatalf("checkpoint stuck at %d, want %d", cp.Size, size)
@@ -417,5 +418,58 @@ func TestLargeCommitsReadBack(t *testing.T) {
 		if string(e) != string(entry(10+i)) {
 			t.Fatalf("entry %d differs", 10+i)
 		}
+	}
+}
+
+// Two logs over one database (a server and the CLI beside it) and appends
+// made inside other transactions (a grant's events) all land, each once,
+// and both logs sign checkpoints of the same tree.
+func TestSharedStoreAppenders(t *testing.T) {
+	f := newFixture(t)
+	st2, err := sqlite.Open(t.Context(), f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	cfg := f.config(t)
+	cfg.CheckpointFile = ""
+	l2, err := tlog.Open(t.Context(), st2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { appendAll(t, f.log, 0, 300) })
+	wg.Go(func() { appendAll(t, l2, 300, 600) })
+	wg.Go(func() {
+		for i := 600; i < 700; i++ {
+			data, _ := auditlog.AppendEntryBundle(nil, entry(i))
+			if _, err := f.st.AppendChunk(t.Context(), 1, data); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cp := f.waitSize(t, 700)
+	stored, err := f.log.Entries(t.Context(), 0, 700)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range stored {
+		if seen[string(e)] {
+			t.Fatalf("entry %s stored twice", e)
+		}
+		seen[string(e)] = true
+	}
+	for i := range 700 {
+		if !seen[string(entry(i))] {
+			t.Fatalf("entry %d missing", i)
+		}
+	}
+	if want := rootOf(t, stored); string(cp.Hash[:]) != string(want) {
+		t.Fatal("the checkpoint's root is not the stored entries' root")
 	}
 }

@@ -38,7 +38,53 @@ func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
 const (
 	qSequence    = `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`
 	qInsertChunk = `INSERT INTO log_entries (first, count, data) VALUES (?, ?, ?)`
+	qAppendSeq   = `UPDATE log_state SET sequenced = sequenced + ? WHERE id = 1 RETURNING sequenced`
 )
+
+// AppendChunk stores count entries (data is their concatenation, each with
+// a two-byte big-endian length) as the log's next entries, and returns the
+// index of the first. The indexes are assigned inside the write's
+// transaction, so appends from any number of writers never conflict.
+func (s *Store) AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error) {
+	var first uint64
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		first, err = s.appendChunk(ctx, tx, count, data)
+		return err
+	})
+	return first, err
+}
+
+func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data []byte) (uint64, error) {
+	var end int64
+	err := tx.StmtContext(ctx, s.prepared[qAppendSeq]).QueryRowContext(ctx, int64(count)).Scan(&end)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("audit log: not created: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, err
+	}
+	first := uint64(end) - count
+	_, err = s.exec(ctx, tx, qInsertChunk, int64(first), int64(count), data)
+	return first, err
+}
+
+// appendEvents appends a grant's events as one chunk in tx.
+func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events [][]byte) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var data []byte
+	for _, e := range events {
+		if len(e) > 0xffff {
+			return fmt.Errorf("audit log: a %d-byte entry is too large", len(e))
+		}
+		data = append(data, byte(len(e)>>8), byte(len(e)))
+		data = append(data, e...)
+	}
+	_, err := s.appendChunk(ctx, tx, uint64(len(events)), data)
+	return err
+}
 
 // Sequence stores chunk c as entries [c.First, c.First+c.Count) if the log
 // holds exactly c.First entries; otherwise it fails with store.ErrConflict

@@ -181,7 +181,7 @@ func (s *Store) Close() error {
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = []string{qInsertReceipt, qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk}
+var hotWrites = []string{qInsertReceipt, qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq}
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {

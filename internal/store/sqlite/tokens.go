@@ -45,15 +45,23 @@ func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshT
 	return err
 }
 
-// InsertGrant durably records a grant's receipts and refresh token, all or
-// nothing. Tokens may be handed out only after it returns nil.
+// InsertGrant durably records a grant's receipts, refresh token and audit
+// events, all or nothing. Tokens may be handed out only after it returns nil.
 func (s *Store) InsertGrant(ctx context.Context, g store.Grant) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
-			return err
-		}
-		return s.insertRefresh(ctx, tx, g.Refresh)
+		return s.insertGrant(ctx, tx, g)
 	})
+}
+
+// insertGrant writes a grant's receipts, refresh token and events in tx.
+func (s *Store) insertGrant(ctx context.Context, tx *sql.Tx, g store.Grant) error {
+	if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
+		return err
+	}
+	if err := s.insertRefresh(ctx, tx, g.Refresh); err != nil {
+		return err
+	}
+	return s.appendEvents(ctx, tx, g.Events)
 }
 
 // Receipt returns the receipt for jti.
@@ -193,10 +201,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, f
 			}
 			return fmt.Errorf("authorization code: %w", store.ErrReused)
 		}
-		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
-			return err
-		}
-		return s.insertRefresh(ctx, tx, g.Refresh)
+		return s.insertGrant(ctx, tx, g)
 	})
 }
 
@@ -241,9 +246,6 @@ func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g s
 				return fmt.Errorf("refresh token: %w", store.ErrReused)
 			}
 		}
-		if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
-			return err
-		}
-		return s.insertRefresh(ctx, tx, g.Refresh)
+		return s.insertGrant(ctx, tx, g)
 	})
 }
