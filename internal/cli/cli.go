@@ -49,11 +49,14 @@ type IO struct {
 const usage = `custos: customer authentication and personal-data access
 
 Usage:
-  custos serve [--demo] [--data DIR] [--addr HOST:PORT] [--issuer URL]
+  custos serve [--demo] [--data DIR] [--addr HOST:PORT] [--issuer URL] [--witness URL=VKEY]...
   custos keys list|rotate|revoke|import
   custos clients add|list|remove
   custos accounts add|disable|list
   custos token inspect [TOKEN]
+  custos audit verify|prove|check-proof|query|hold|retention|prune
+  custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
+  custos witness key|checkpoint
   custos version
 
 Run "custos COMMAND -h" for a command's flags.
@@ -80,6 +83,10 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return accountsCmd(ctx, rest, stdio)
 	case "token":
 		return tokenCmd(ctx, rest, stdio)
+	case "audit":
+		return auditCmd(ctx, rest, stdio)
+	case "witness":
+		return witnessCmd(ctx, rest, stdio)
 	case "version":
 		fmt.Fprintln(stdio.Stdout, "custos", Version)
 		return nil

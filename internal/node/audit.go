@@ -20,6 +20,7 @@ import (
 	"github.com/custos-dev/custos/internal/store"
 	"github.com/custos-dev/custos/internal/store/sqlite"
 	"github.com/custos-dev/custos/internal/tlog"
+	"github.com/custos-dev/custos/internal/witness"
 )
 
 // checkpointFile keeps the audit log's latest checkpoint outside the
@@ -41,58 +42,75 @@ func defaultOrigin(issuer string) (string, error) {
 }
 
 // openAudit opens the audit log: its note key from custody (created on
-// first start), and the Merkle log over the store.
-func openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Sealer) (*tlog.Log, *audit.Log, string, error) {
+// first start), and the Merkle log over the store. With witnesses
+// configured, it also returns the submitter that sends them each new
+// checkpoint (nil without).
+func openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Sealer) (*tlog.Log, *audit.Log, string, *witness.Submitter, error) {
 	origin := cfg.AuditOrigin
 	state, err := st.LogState(ctx)
 	switch {
 	case err == nil:
 		if origin != "" && origin != state.Origin {
-			return nil, nil, "", fmt.Errorf("audit log: this data directory's log is %q, not %q (a log keeps its name)", state.Origin, origin)
+			return nil, nil, "", nil, fmt.Errorf("audit log: this data directory's log is %q, not %q (a log keeps its name)", state.Origin, origin)
 		}
 		origin = state.Origin
 	case errors.Is(err, store.ErrNotFound):
 		if origin == "" {
 			if origin, err = defaultOrigin(cfg.Issuer); err != nil {
-				return nil, nil, "", err
+				return nil, nil, "", nil, err
 			}
 		}
 	default:
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	// The key's creation is itself an event, recorded once the log is open.
 	early := &eventBuffer{}
 	nk, err := keys.OpenNoteKey(ctx, st, sealer, early, origin, now(cfg))
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("audit log key: %w", err)
+		return nil, nil, "", nil, fmt.Errorf("audit log key: %w", err)
 	}
 	signer, err := auditlog.NewNoteSigner(origin, nk.Signer())
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	vkey, err := note.NewEd25519VerifierKey(origin, nk.PublicKey())
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	tc := cfg.AuditLog
 	tc.Origin, tc.Key, tc.Verifier, tc.Logger = origin, signer, verifier, cfg.Logger
+	var sub *witness.Submitter
+	if len(cfg.Witnesses) > 0 {
+		sub, err = witness.NewSubmitter(st, witness.SubmitterConfig{
+			Witnesses: cfg.Witnesses, Log: verifier, Proofs: storeProofs{st},
+			Now: cfg.Issuance.Now, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, nil, "", nil, err
+		}
+		if hook := tc.OnCheckpoint; hook != nil {
+			tc.OnCheckpoint = func(signed []byte, cp auditlog.Checkpoint) { hook(signed, cp); sub.Submit(signed, cp) }
+		} else {
+			tc.OnCheckpoint = sub.Submit
+		}
+	}
 	tc.CheckpointFile = filepath.Join(cfg.DataDir, checkpointFile)
 	tl, err := tlog.Open(ctx, st, tc)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	al := audit.New(tl, st, cfg.Issuance.Now)
 	for _, e := range early.events {
 		if err := al.Emit(ctx, e); err != nil {
 			tl.Close()
-			return nil, nil, "", err
+			return nil, nil, "", nil, err
 		}
 	}
-	return tl, al, vkey, nil
+	return tl, al, vkey, sub, nil
 }
 
 func now(cfg Config) time.Time {

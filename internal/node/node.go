@@ -23,6 +23,7 @@ import (
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/store/sqlite"
 	"github.com/custos-dev/custos/internal/tlog"
+	"github.com/custos-dev/custos/internal/witness"
 	"github.com/custos-dev/custos/verify"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	AuditLog tlog.Config
 	// Demo mounts the demo relying party at /demo/.
 	Demo bool
+	// Witnesses are the c2sp.org/tlog-witness witnesses Serve sends each
+	// new audit-log checkpoint to; their cosignatures are kept with the
+	// checkpoints.
+	Witnesses []witness.Remote
 }
 
 // Node is an assembled custos.
@@ -81,10 +86,16 @@ type Node struct {
 	// every part of the node records to.
 	Log   *tlog.Log
 	Audit *audit.Log
+	// Retention prunes the audit log under retention policy and legal
+	// holds; Serve runs it.
+	Retention *audit.Retention
 	// AuditVerifierKey is the audit log's public key as a note verifier
 	// key: what witnesses and auditors check checkpoints with.
 	AuditVerifierKey string
-	log              *slog.Logger
+	// Witnesses sends checkpoints to the configured witnesses while the
+	// node serves; nil without witnesses.
+	Witnesses *witness.Submitter
+	log       *slog.Logger
 }
 
 // Open opens the data directory and assembles a node. Close it when done.
@@ -124,7 +135,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if n.Log, n.Audit, n.AuditVerifierKey, err = openAudit(ctx, cfg, st, sealer); err != nil {
+	if n.Log, n.Audit, n.AuditVerifierKey, n.Witnesses, err = openAudit(ctx, cfg, st, sealer); err != nil {
+		return fail(err)
+	}
+	if n.Retention, err = audit.NewRetention(st, n.Audit, audit.RetentionConfig{Now: cfg.Issuance.Now, Logger: cfg.Logger}); err != nil {
 		return fail(err)
 	}
 	n.Clients = clients.New(st, n.Audit)
@@ -198,8 +212,8 @@ func (n *Node) Handler() http.Handler {
 // AuditPath is where the audit log's tlog-tiles API is served.
 const AuditPath = "/audit/"
 
-// Serve serves HTTP on ln until ctx ends, running key rotation and receipt
-// pruning alongside. It shuts down gracefully.
+// Serve serves HTTP on ln until ctx ends, running key rotation, receipt
+// pruning and audit-log retention alongside. It shuts down gracefully.
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -215,6 +229,9 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	go n.Custody.Run(ctx)
 	go n.Issuer.RunPruner(ctx, pruneInterval)
 	go n.reloadKeys(ctx)
+	stopWitnesses := n.runWitnesses(ctx)
+	defer stopWitnesses()
+	go n.Retention.Run(ctx, audit.DefaultPruneInterval)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -19,6 +19,7 @@ type Backend interface {
 	InitLog(ctx context.Context, origin string) (store.LogState, error)
 	LogState(ctx context.Context) (store.LogState, error)
 	Sequence(ctx context.Context, c store.Chunk) error
+	AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error)
 	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
 	Integrate(ctx context.Context, from uint64, in store.Integration) error
 	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
@@ -26,6 +27,22 @@ type Backend interface {
 	PruneEntries(ctx context.Context, before uint64) error
 	InsertNoteKey(ctx context.Context, k store.NoteKey) error
 	NoteKey(ctx context.Context, name string) (store.NoteKey, error)
+
+	InitWitness(ctx context.Context, name string) (string, error)
+	WitnessName(ctx context.Context) (string, error)
+	WitnessLog(ctx context.Context, origin string) (store.WitnessLog, error)
+	SetWitnessLog(ctx context.Context, from uint64, w store.WitnessLog) error
+	AddCosignatures(ctx context.Context, c store.Cosignatures) error
+	WitnessProgress(ctx context.Context, witness string) (store.WitnessProgress, error)
+
+	RetentionState(ctx context.Context) (store.RetentionState, error)
+	InsertHold(ctx context.Context, h store.Hold, ev []byte) error
+	RequestHoldRelease(ctx context.Context, r store.HoldRelease, ev []byte) error
+	RecordHoldReleased(ctx context.Context, id string, ev []byte) error
+	SetRetention(ctx context.Context, version uint64, p store.RetentionPolicy, ev []byte) error
+	PruneLog(ctx context.Context, version, before uint64, ev []byte) error
+	PendingEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error)
+	DeletePendingEvent(ctx context.Context, seq uint64) error
 
 	CreateAccount(ctx context.Context, a store.Account) error
 	Account(ctx context.Context, id string) (store.Account, error)

@@ -28,7 +28,10 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Revocation", testRevocation},
 		{"Prune", testPrune},
 		{"Log", testLog},
+		{"AppendChunk", testAppendChunk},
 		{"NoteKeys", testNoteKeys},
+		{"Witness", testWitness},
+		{"Holds", testHolds},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {
@@ -495,6 +498,61 @@ func testLog(t *testing.T, b Backend) {
 	must(t, err)
 	if st.Pruned != 4 {
 		t.Fatalf("pruned %d, want 4", st.Pruned)
+	}
+}
+
+// testAppendChunk checks appends that take the next index inside their
+// transaction, alone and with a grant, and that a failed grant appends
+// nothing.
+func testAppendChunk(t *testing.T, b Backend) {
+	ctx := t.Context()
+	_, err := b.AppendChunk(ctx, 1, chunk(0, "x").Data)
+	mustErr(t, err, store.ErrNotFound) // no log yet
+	_, err = b.InitLog(ctx, "example.com/audit")
+	must(t, err)
+	first, err := b.AppendChunk(ctx, 2, chunk(0, "a", "b").Data)
+	must(t, err)
+	if first != 0 {
+		t.Fatalf("first append at %d", first)
+	}
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("j1", "acc_1", "shop", "")}, Events: [][]byte{[]byte("issued-1")}}))
+	// A grant that fails writes neither its receipts nor its events.
+	err = b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("j1", "acc_1", "shop", "")}, Events: [][]byte{[]byte("issued-again")}})
+	mustErr(t, err, store.ErrConflict)
+	first, err = b.AppendChunk(ctx, 1, chunk(0, "c").Data)
+	must(t, err)
+	if first != 3 {
+		t.Fatalf("append after a grant's event at %d, want 3", first)
+	}
+	// Concurrent appends get disjoint indexes.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	for range 20 {
+		wg.Go(func() {
+			f, err := b.AppendChunk(ctx, 2, chunk(0, "p", "q").Data)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if seen[f] || seen[f+1] {
+				t.Errorf("index %d given twice", f)
+			}
+			seen[f], seen[f+1] = true, true
+		})
+	}
+	wg.Wait()
+	st, err := b.LogState(ctx)
+	must(t, err)
+	if st.Sequenced != 44 {
+		t.Fatalf("sequenced %d, want 44", st.Sequenced)
+	}
+	cs, err := b.Chunks(ctx, 2, 3)
+	must(t, err)
+	if len(cs) != 1 || cs[0].First != 2 || cs[0].Count != 1 || string(cs[0].Data[2:]) != "issued-1" {
+		t.Fatalf("the grant's event chunk: %+v", cs)
 	}
 }
 
