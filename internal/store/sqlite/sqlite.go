@@ -118,7 +118,9 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	}
 
 	rq := url.Values{}
-	for _, p := range []string{pragmas[0], "query_only(ON)"} {
+	// Readers map the database: audit verification and queries read
+	// whole logs, and a read call per page would dominate.
+	for _, p := range []string{pragmas[0], "query_only(ON)", "mmap_size(1099511627776)"} {
 		rq.Add("_pragma", p)
 	}
 	rdb, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
