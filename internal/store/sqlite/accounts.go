@@ -44,7 +44,7 @@ func (s *Store) AccountByLoginID(ctx context.Context, loginID string) (store.Acc
 }
 
 func (s *Store) accountWhere(ctx context.Context, where string, arg any) (store.Account, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE `+where, arg)
+	row := s.queryRow(ctx, `SELECT `+accountCols+` FROM accounts WHERE `+where, arg)
 	a, err := scanAccount(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Account{}, fmt.Errorf("account: %w", store.ErrNotFound)
@@ -78,7 +78,7 @@ func (s *Store) updateAccount(ctx context.Context, q string, args ...any) error 
 
 // ListAccounts returns up to limit accounts with IDs after after, in ID order.
 func (s *Store) ListAccounts(ctx context.Context, after string, limit int) ([]store.Account, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
+	rows, err := s.query(ctx, `SELECT `+accountCols+` FROM accounts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, err
 	}

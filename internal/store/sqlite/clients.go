@@ -47,7 +47,7 @@ func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 
 // Client returns the client with the given ID.
 func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
-	c, err := scanClient(s.rdb.QueryRowContext(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
+	c, err := scanClient(s.queryRow(ctx, `SELECT `+clientCols+` FROM clients WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Client{}, fmt.Errorf("client: %w", store.ErrNotFound)
 	}
@@ -56,7 +56,7 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 
 // ListClients returns every client in ID order.
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
+	rows, err := s.query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 	if err != nil {
 		return nil, err
 	}

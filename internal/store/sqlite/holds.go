@@ -259,7 +259,7 @@ func cutChunk(ctx context.Context, tx *sql.Tx, before uint64) error {
 
 // PendingEvents returns up to limit events of the outbox, oldest first.
 func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, data FROM event_outbox ORDER BY seq LIMIT ?`, limit)
+	rows, err := s.query(ctx, `SELECT seq, data FROM event_outbox ORDER BY seq LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}

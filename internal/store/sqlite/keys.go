@@ -27,7 +27,7 @@ func (s *Store) InsertKey(ctx context.Context, k store.Key) error {
 
 // Keys returns every key ever stored, oldest first.
 func (s *Store) Keys(ctx context.Context) ([]store.Key, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+keyCols+` FROM signing_keys ORDER BY created_at, id`)
+	rows, err := s.query(ctx, `SELECT `+keyCols+` FROM signing_keys ORDER BY created_at, id`)
 	if err != nil {
 		return nil, err
 	}

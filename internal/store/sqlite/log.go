@@ -26,7 +26,7 @@ func (s *Store) InitLog(ctx context.Context, origin string) (store.LogState, err
 func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
 	var st store.LogState
 	var seq, integ, pruned int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT origin, sequenced, integrated, pruned, checkpoint FROM log_state WHERE id = 1`).
+	err := s.queryRow(ctx, `SELECT origin, sequenced, integrated, pruned, checkpoint FROM log_state WHERE id = 1`).
 		Scan(&st.Origin, &seq, &integ, &pruned, &st.Checkpoint)
 	if errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("audit log: %w", store.ErrNotFound)
@@ -37,8 +37,8 @@ func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
 
 const (
 	qSequence    = `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`
-	qInsertChunk = `INSERT INTO log_entries (first, count, data) VALUES (?, ?, ?)`
-	qAppendSeq   = `UPDATE log_state SET sequenced = sequenced + ? WHERE id = 1 RETURNING sequenced`
+	qInsertChunk = `INSERT OR FAIL INTO log_entries (first, count, data) VALUES (?, ?, ?)`
+	qAppendSeq   = `UPDATE OR FAIL log_state SET sequenced = sequenced + ? WHERE id = 1 RETURNING sequenced`
 )
 
 // AppendChunk stores count entries (data is their concatenation, each with
@@ -106,7 +106,7 @@ func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
 // Chunks returns the stored chunks that hold entries in [from, to), in
 // order. Chunks deleted by pruning are missing; the caller checks coverage.
 func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT first, count, data FROM log_entries
+	rows, err := s.query(ctx, `SELECT first, count, data FROM log_entries
 		WHERE first >= COALESCE((SELECT MAX(first) FROM log_entries WHERE first <= ?), 0) AND first < ? ORDER BY first`,
 		int64(from), int64(to))
 	if err != nil {
@@ -168,7 +168,7 @@ func tileID(level uint8, index uint64) int64 { return int64(level)<<56 | int64(i
 // It fails with store.ErrNotFound if there is none.
 func (s *Store) Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error) {
 	t := store.Tile{Level: level, Index: index}
-	err := s.rdb.QueryRowContext(ctx, `SELECT width, data FROM log_tiles WHERE id = ?`, tileID(level, index)).Scan(&t.Width, &t.Data)
+	err := s.queryRow(ctx, `SELECT width, data FROM log_tiles WHERE id = ?`, tileID(level, index)).Scan(&t.Width, &t.Data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, fmt.Errorf("tile %d/%d: %w", level, index, store.ErrNotFound)
 	}
@@ -178,7 +178,7 @@ func (s *Store) Tile(ctx context.Context, level uint8, index uint64) (store.Tile
 // Checkpoints returns up to limit signed checkpoints with size > after, in
 // order of size.
 func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT size, time, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?`, int64(after), limit)
+	rows, err := s.query(ctx, `SELECT size, time, note FROM log_checkpoints WHERE size > ? ORDER BY size LIMIT ?`, int64(after), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (s *Store) InsertNoteKey(ctx context.Context, k store.NoteKey) error {
 func (s *Store) NoteKey(ctx context.Context, name string) (store.NoteKey, error) {
 	k := store.NoteKey{Name: name}
 	var created int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT public, sealed, sealer, created FROM note_keys WHERE name = ?`, name).
+	err := s.queryRow(ctx, `SELECT public, sealed, sealer, created FROM note_keys WHERE name = ?`, name).
 		Scan(&k.Public, &k.Sealed, &k.Sealer, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, fmt.Errorf("note key %q: %w", name, store.ErrNotFound)

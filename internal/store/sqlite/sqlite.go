@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	sqlite "modernc.org/sqlite"
@@ -37,12 +38,18 @@ const maxBatch = 512
 
 // Store is the SQLite backend. It is safe for concurrent use.
 type Store struct {
-	wdb *sql.DB // one connection, used only by the writer goroutine
-	rdb *sql.DB // read-only pool
+	wdb  *sql.DB // one connection, used only by the writer goroutine
+	rdb  *sql.DB // read-only pool
+	ckdb *sql.DB // one connection, used only by the checkpointer
+	path string
+
+	ckDone chan struct{}
 
 	// prepared holds the writer connection's statements for the hottest
 	// writes, prepared once at Open; read-only afterwards.
 	prepared map[string]*sql.Stmt
+	// reads caches the read pool's prepared statements, by query.
+	reads sync.Map
 
 	writes chan *writeReq
 	// mu guards sending on writes against Close: once closing is set, no
@@ -75,14 +82,14 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	// set below, once page_size has been.
 	pragmas := []string{
 		"busy_timeout(10000)",
-		// Small pages: random index inserts dirty whole pages, and each
-		// commit writes every dirty page to the WAL and later to the
-		// database. 1 KiB pages write a quarter of what 4 KiB pages do.
-		"page_size(1024)",
-		// Checkpoint every 16 MiB of WAL rather than every 1,000 pages:
-		// pages written by many commits (index ends, interior pages) are
-		// copied into the database once per checkpoint.
-		"wal_autocheckpoint(16384)",
+		// 4 KiB pages keep whole rows of the index-organised (WITHOUT
+		// ROWID) tables on one page; smaller pages push them to overflow
+		// pages.
+		"page_size(4096)",
+		// Commits never checkpoint: the checkpointer goroutine does, on
+		// its own connection, so no commit waits for pages to be copied
+		// into the database.
+		"wal_autocheckpoint(0)",
 		"synchronous(FULL)",
 		"foreign_keys(ON)",
 	}
@@ -143,6 +150,8 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 		prepared[q] = st
 	}
 	s := &Store{
+		path:     path,
+		ckDone:   make(chan struct{}),
 		prepared: prepared,
 		wdb:      wdb,
 		rdb:      rdb,
@@ -150,8 +159,49 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 		done:     make(chan struct{}),
 		closed:   make(chan struct{}),
 	}
+	ck, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		wdb.Close()
+		rdb.Close()
+		return nil, fmt.Errorf("sqlite: open checkpointer: %w", err)
+	}
+	ck.SetMaxOpenConns(1)
+	s.ckdb = ck
 	go s.writer()
+	go s.checkpointer()
 	return s, nil
+}
+
+// Checkpointing.
+const (
+	// checkpointEvery is how often the checkpointer copies committed
+	// pages from the WAL into the database, without blocking writers.
+	checkpointEvery = 250 * time.Millisecond
+	// walRestartSize is the WAL size at which the checkpointer waits for
+	// a moment free of readers and writers to restart the WAL from its
+	// beginning, so that it cannot grow without bound.
+	walRestartSize = 64 << 20
+)
+
+// checkpointer copies the WAL into the database in the background.
+func (s *Store) checkpointer() {
+	defer close(s.ckDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	ctx := context.Background()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+		mode := "PASSIVE"
+		if fi, err := os.Stat(s.path + "-wal"); err == nil && fi.Size() > walRestartSize {
+			mode = "RESTART"
+		}
+		// A busy result just means the next round does the rest.
+		s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")")
+	}
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -179,11 +229,16 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	<-s.closed
-	return errors.Join(s.rdb.Close(), s.wdb.Close())
+	<-s.ckDone
+	s.reads.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return errors.Join(s.ckdb.Close(), s.rdb.Close(), s.wdb.Close())
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = []string{qInsertReceipt, qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq}
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
@@ -191,6 +246,42 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, query, args...)
+}
+
+// readStmt returns the read pool's prepared statement for query, preparing
+// it on first use; database/sql prepares it on each connection as needed.
+// Every query custos reads with is a constant, so the cache is bounded.
+func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.reads.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.reads.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// queryRow runs a single-row read through a prepared statement.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return s.rdb.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs a read through a prepared statement.
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := s.readStmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // ErrClosed is returned by writes submitted after Close.

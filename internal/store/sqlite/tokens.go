@@ -12,24 +12,37 @@ import (
 
 const receiptCols = `jti, kind, subject, client_id, key_id, issued_at, expires_at, session_id, grant_type, client_ip, family_id, revoked_at`
 
-const qInsertReceipt = `INSERT INTO receipts (` + receiptCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+const receiptRow = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// qInsertReceipts inserts one to three receipts (a grant's access, ID and
+// refresh tokens) in one statement.
+var qInsertReceipts = [...]string{
+	`INSERT OR FAIL INTO receipts (` + receiptCols + `) VALUES ` + receiptRow,
+	`INSERT OR FAIL INTO receipts (` + receiptCols + `) VALUES ` + receiptRow + `, ` + receiptRow,
+	`INSERT OR FAIL INTO receipts (` + receiptCols + `) VALUES ` + receiptRow + `, ` + receiptRow + `, ` + receiptRow,
+}
 
 func (s *Store) insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Receipt) error {
-	for _, r := range rs {
-		_, err := s.exec(ctx, tx, qInsertReceipt,
-			r.JTI, string(r.Kind), r.Subject, r.ClientID, r.KeyID, ts(r.IssuedAt), ts(r.ExpiresAt), r.SessionID,
-			r.Grant, r.ClientIP, r.FamilyID, ts(r.RevokedAt))
+	for len(rs) > 0 {
+		n := min(len(rs), len(qInsertReceipts))
+		args := make([]any, 0, 12*n)
+		for _, r := range rs[:n] {
+			args = append(args, r.JTI, string(r.Kind), r.Subject, r.ClientID, r.KeyID, ts(r.IssuedAt), ts(r.ExpiresAt),
+				r.SessionID, r.Grant, r.ClientIP, r.FamilyID, ts(r.RevokedAt))
+		}
+		_, err := s.exec(ctx, tx, qInsertReceipts[n-1], args...)
 		if isUnique(err) {
-			return fmt.Errorf("receipt %q: %w", r.JTI, store.ErrConflict)
+			return fmt.Errorf("receipt: %w", store.ErrConflict)
 		}
 		if err != nil {
 			return err
 		}
+		rs = rs[n:]
 	}
 	return nil
 }
 
-const qInsertRefresh = `INSERT INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
+const qInsertRefresh = `INSERT OR FAIL INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
 		audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error {
@@ -69,7 +82,7 @@ func (s *Store) Receipt(ctx context.Context, jti string) (store.Receipt, error) 
 	var r store.Receipt
 	var kind string
 	var iat, exp, revoked int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT `+receiptCols+` FROM receipts WHERE jti = ?`, jti).Scan(
+	err := s.queryRow(ctx, `SELECT `+receiptCols+` FROM receipts WHERE jti = ?`, jti).Scan(
 		&r.JTI, &kind, &r.Subject, &r.ClientID, &r.KeyID, &iat, &exp, &r.SessionID, &r.Grant, &r.ClientIP, &r.FamilyID, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Receipt{}, fmt.Errorf("receipt: %w", store.ErrNotFound)
@@ -169,7 +182,7 @@ func (s *Store) InsertAuthCode(ctx context.Context, c store.AuthCode) error {
 func (s *Store) AuthCode(ctx context.Context, hash []byte) (store.AuthCode, error) {
 	var c store.AuthCode
 	var authTime, exp, used int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT hash, client_id, redirect_uri, subject, session_id, scope, nonce, code_challenge,
+	err := s.queryRow(ctx, `SELECT hash, client_id, redirect_uri, subject, session_id, scope, nonce, code_challenge,
 		audience, auth_time, expires_at, used_at, family_id FROM auth_codes WHERE hash = ?`, hash).Scan(
 		&c.Hash, &c.ClientID, &c.RedirectURI, &c.Subject, &c.SessionID, &c.Scope, &c.Nonce, &c.CodeChallenge,
 		&c.Audience, &authTime, &exp, &used, &c.FamilyID)
@@ -209,7 +222,7 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, f
 func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, error) {
 	var t store.RefreshToken
 	var authTime, iat, exp, spent, revoked int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT hash, jti, family_id, client_id, subject, session_id, scope, audience,
+	err := s.queryRow(ctx, `SELECT hash, jti, family_id, client_id, subject, session_id, scope, audience,
 		auth_time, issued_at, expires_at, spent_at, revoked_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(
 		&t.Hash, &t.JTI, &t.FamilyID, &t.ClientID, &t.Subject, &t.SessionID, &t.Scope, &t.Audience,
 		&authTime, &iat, &exp, &spent, &revoked)
@@ -224,7 +237,7 @@ func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshTok
 // that replaces it, all or nothing. If old was already spent it fails with
 // store.ErrReused; if it was revoked, with store.ErrNotFound. Either way
 // nothing changes; on ErrReused the caller revokes the family.
-const qSpendRefresh = `UPDATE refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`
+const qSpendRefresh = `UPDATE OR FAIL refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`
 
 func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error {
 	return s.write(ctx, func(tx *sql.Tx) error {

@@ -31,7 +31,7 @@ func (s *Store) InitWitness(ctx context.Context, name string) (string, error) {
 // InitWitness.
 func (s *Store) WitnessName(ctx context.Context) (string, error) {
 	var name string
-	err := s.rdb.QueryRowContext(ctx, `SELECT name FROM witness_identity WHERE id = 1`).Scan(&name)
+	err := s.queryRow(ctx, `SELECT name FROM witness_identity WHERE id = 1`).Scan(&name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("witness: %w", store.ErrNotFound)
 	}
@@ -43,7 +43,7 @@ func (s *Store) WitnessName(ctx context.Context) (string, error) {
 func (s *Store) WitnessLog(ctx context.Context, origin string) (store.WitnessLog, error) {
 	w := store.WitnessLog{Origin: origin}
 	var size, t int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT size, root, checkpoint, time FROM witness_logs WHERE origin = ?`, origin).
+	err := s.queryRow(ctx, `SELECT size, root, checkpoint, time FROM witness_logs WHERE origin = ?`, origin).
 		Scan(&size, &w.Root, &w.Checkpoint, &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, fmt.Errorf("witness: log %q: %w", origin, store.ErrNotFound)
@@ -124,7 +124,7 @@ func (s *Store) AddCosignatures(ctx context.Context, c store.Cosignatures) error
 func (s *Store) WitnessProgress(ctx context.Context, witness string) (store.WitnessProgress, error) {
 	p := store.WitnessProgress{Witness: witness}
 	var size, t int64
-	err := s.rdb.QueryRowContext(ctx, `SELECT size, time FROM log_witnesses WHERE witness = ?`, witness).Scan(&size, &t)
+	err := s.queryRow(ctx, `SELECT size, time FROM log_witnesses WHERE witness = ?`, witness).Scan(&size, &t)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("witness %q: %w", witness, store.ErrNotFound)
 	}
