@@ -144,6 +144,9 @@ type Log struct {
 
 	latest atomic.Pointer[published]
 
+	// tileCache shares full upper-level tiles between proofs.
+	tileCache tileCache
+
 	stop     chan struct{}
 	seqDone  chan struct{}
 	intDone  chan struct{}

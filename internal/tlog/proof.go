@@ -3,6 +3,7 @@ package tlog
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
@@ -17,34 +18,92 @@ type TileReader interface {
 }
 
 // nodeReader reads tree nodes from stored tiles, remembering the tiles it
-// has read.
+// has read. With a cache it also shares full tiles above level 0 (they
+// never change) with other readers.
 type nodeReader struct {
 	st    TileReader
-	tiles map[tileKey]*tile
+	cache *tileCache
+	tiles map[tileKey]store.Tile
+}
+
+func (r *nodeReader) tile(ctx context.Context, level uint8, idx uint64) (store.Tile, error) {
+	k := tileKey{level, idx}
+	if t, ok := r.tiles[k]; ok {
+		return t, nil
+	}
+	if t, ok := r.cache.get(k); ok {
+		return t, nil
+	}
+	t, err := r.st.Tile(ctx, level, idx)
+	if err != nil {
+		return t, err
+	}
+	if r.tiles == nil {
+		r.tiles = make(map[tileKey]store.Tile)
+	}
+	r.tiles[k] = t
+	if level > 0 && t.Width == tileWidth {
+		r.cache.put(k, t)
+	}
+	return t, nil
 }
 
 func (r *nodeReader) node(ctx context.Context, id compact.NodeID) (auditlog.Hash, error) {
 	level, idx, sub, pos := locate(id.Level, id.Index)
-	k := tileKey{level, idx}
-	t := r.tiles[k]
-	if t == nil {
-		rec, err := r.st.Tile(ctx, level, idx)
-		if err != nil {
-			return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d: %w", id.Level, id.Index, err)
-		}
-		if t, err = parseTile(rec, false); err != nil {
-			return auditlog.Hash{}, err
-		}
-		if r.tiles == nil {
-			r.tiles = make(map[tileKey]*tile)
-		}
-		r.tiles[k] = t
+	t, err := r.tile(ctx, level, idx)
+	if err != nil {
+		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d: %w", id.Level, id.Index, err)
 	}
-	h, ok := t.node(sub, pos)
-	if !ok {
-		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d (width %d)", id.Level, id.Index, level, idx, t.width())
+	// Rows are stored bottom-up, row k holding Width>>k hashes.
+	off := 0
+	for k := range sub {
+		off += t.Width >> k
 	}
+	if pos >= uint64(t.Width>>sub) || len(t.Data) < (off+int(pos)+1)*len(auditlog.Hash{}) {
+		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d (width %d)", id.Level, id.Index, level, idx, t.Width)
+	}
+	var h auditlog.Hash
+	copy(h[:], t.Data[(off+int(pos))*len(h):])
 	return h, nil
+}
+
+// tileCache holds full tiles above level 0, which never change. It is
+// bounded: at its limit it drops an arbitrary tile.
+type tileCache struct {
+	mu    sync.Mutex
+	tiles map[tileKey]store.Tile
+}
+
+// maxCachedTiles bounds the cache: 16 MiB of full tiles, enough for the
+// upper levels of a log of over a billion entries.
+const maxCachedTiles = 1024
+
+func (c *tileCache) get(k tileKey) (store.Tile, bool) {
+	if c == nil {
+		return store.Tile{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.tiles[k]
+	return t, ok
+}
+
+func (c *tileCache) put(k tileKey, t store.Tile) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tiles == nil {
+		c.tiles = make(map[tileKey]store.Tile)
+	}
+	if len(c.tiles) >= maxCachedTiles {
+		for old := range c.tiles {
+			delete(c.tiles, old)
+			break
+		}
+	}
+	c.tiles[k] = t
 }
 
 func (r *nodeReader) proof(ctx context.Context, n proof.Nodes) ([]auditlog.Hash, error) {
@@ -73,7 +132,12 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([]auditlo
 	if err := l.checkSize(size); err != nil {
 		return nil, err
 	}
-	return InclusionProof(ctx, l.st, index, size)
+	n, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	r := nodeReader{st: l.st, cache: &l.tileCache}
+	return r.proof(ctx, n)
 }
 
 // ConsistencyProof returns the proof that the tree of size older is a
@@ -82,7 +146,12 @@ func (l *Log) ConsistencyProof(ctx context.Context, older, newer uint64) ([]audi
 	if err := l.checkSize(newer); err != nil {
 		return nil, err
 	}
-	return ConsistencyProof(ctx, l.st, older, newer)
+	n, err := proof.Consistency(older, newer)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	r := nodeReader{st: l.st, cache: &l.tileCache}
+	return r.proof(ctx, n)
 }
 
 // InclusionProof computes an inclusion proof from stored tiles, without a

@@ -36,16 +36,6 @@ func (t *tile) set(sub int, pos uint64, h auditlog.Hash) error {
 	return nil
 }
 
-// node returns the node sub levels above the bottom row at position pos, if
-// the tile holds it.
-func (t *tile) node(sub int, pos uint64) (auditlog.Hash, bool) {
-	row := t.rows[sub]
-	if pos >= uint64(len(row)) {
-		return auditlog.Hash{}, false
-	}
-	return row[pos], true
-}
-
 // record encodes the tile for the store: its rows bottom-up.
 func (t *tile) record() store.Tile {
 	n := 0
