@@ -15,6 +15,9 @@ import (
 	"github.com/custos-dev/custos/internal/store"
 )
 
+// tilesPerWrite bounds the full tiles (16 KiB each) stored per write.
+const tilesPerWrite = 16
+
 // integrator folds committed entries into the tree and signs checkpoints,
 // at most once per CheckpointInterval. It wakes when this process commits
 // a batch, and also every interval, to integrate what other writers
@@ -158,8 +161,23 @@ func (l *Log) extend(ctx context.Context, hashes []auditlog.Hash) error {
 		return l.fail(ctx, fmt.Errorf("tlog: sign checkpoint: %w", err))
 	}
 	in := store.Integration{Size: cp.Size, Checkpoint: signed, Time: l.cfg.Now()}
+	// Full tiles go ahead in small writes, so no single commit holds up
+	// the appends queued behind it for long; the growing tiles go with
+	// the checkpoint.
+	var full []store.Tile
 	for _, t := range l.dirty {
-		in.Tiles = append(in.Tiles, t.record())
+		if t.width() == tileWidth {
+			full = append(full, t.record())
+		} else {
+			in.Tiles = append(in.Tiles, t.record())
+		}
+	}
+	for len(full) > 0 {
+		n := min(len(full), tilesPerWrite)
+		if err := l.st.PutTiles(ctx, full[:n]); err != nil {
+			return l.fail(ctx, fmt.Errorf("tlog: store tiles: %w", err))
+		}
+		full = full[n:]
 	}
 	if err := l.st.Integrate(ctx, from, in); err != nil {
 		return l.fail(ctx, fmt.Errorf("tlog: store integration: %w", err))

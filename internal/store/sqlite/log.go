@@ -141,16 +141,8 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("audit log: integrate from %d: %w", from, store.ErrConflict)
 		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_tiles (id, width, data) VALUES (?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`)
-		if err != nil {
+		if err := s.putTiles(ctx, tx, in.Tiles); err != nil {
 			return err
-		}
-		defer stmt.Close()
-		for _, t := range in.Tiles {
-			if _, err := stmt.ExecContext(ctx, tileID(t.Level, t.Index), t.Width, t.Data); err != nil {
-				return err
-			}
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO log_checkpoints (size, time, note) VALUES (?, ?, ?)`, int64(in.Size), ts(in.Time), in.Checkpoint)
 		if isUnique(err) {
@@ -158,6 +150,25 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 		}
 		return err
 	})
+}
+
+const qPutTile = `INSERT INTO log_tiles (id, width, data) VALUES (?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`
+
+func (s *Store) putTiles(ctx context.Context, tx *sql.Tx, tiles []store.Tile) error {
+	for _, t := range tiles {
+		if _, err := s.exec(ctx, tx, qPutTile, tileID(t.Level, t.Index), t.Width, t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PutTiles stores tiles ahead of the integration step that covers them,
+// keeping the widest version of each. Tiles beyond the integrated tree are
+// harmless: readers take from a tile only what a checkpoint covers.
+func (s *Store) PutTiles(ctx context.Context, tiles []store.Tile) error {
+	return s.write(ctx, func(tx *sql.Tx) error { return s.putTiles(ctx, tx, tiles) })
 }
 
 // tileID is a tile's row id: level << 56 | index. A tree of 2^64 entries

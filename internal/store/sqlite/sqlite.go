@@ -195,12 +195,14 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 		}
-		mode := "PASSIVE"
-		if fi, err := os.Stat(s.path + "-wal"); err == nil && fi.Size() > walRestartSize {
-			mode = "RESTART"
-		}
 		// A busy result just means the next round does the rest.
-		s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")")
+		s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		// Restarting waits for the writer and copies what the passive
+		// pass left, so it follows one: the writer waits only for the
+		// frames committed in between.
+		if fi, err := os.Stat(s.path + "-wal"); err == nil && fi.Size() > walRestartSize {
+			s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+		}
 	}
 }
 
@@ -238,7 +240,7 @@ func (s *Store) Close() error {
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq)
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq, qPutTile)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {

@@ -468,6 +468,19 @@ func testLog(t *testing.T, b Backend) {
 	}
 	_, err = b.Tile(ctx, 1, 0)
 	mustErr(t, err, store.ErrNotFound)
+	// Tiles stored ahead keep the widest version too.
+	narrow := tile(2)
+	must(t, b.PutTiles(ctx, []store.Tile{narrow, {Level: 1, Index: 0, Width: 1, Data: make([]byte, 32)}}))
+	got, err = b.Tile(ctx, 0, 0)
+	must(t, err)
+	if got.Width != 6 {
+		t.Fatalf("a narrower tile replaced a wider one: width %d", got.Width)
+	}
+	got, err = b.Tile(ctx, 1, 0)
+	must(t, err)
+	if got.Width != 1 {
+		t.Fatalf("PutTiles: tile 1/0 width %d", got.Width)
+	}
 	st, err = b.LogState(ctx)
 	must(t, err)
 	if st.Integrated != 6 || string(st.Checkpoint) != "cp6" {
