@@ -52,6 +52,11 @@ const (
 	outboxPage = 256
 )
 
+// ErrContended means holds or retention changed under an operation every
+// time it re-planned; nothing was changed, and trying again later is
+// safe (the pruning loop does so by itself).
+var ErrContended = errors.New("audit: holds and retention kept changing; try again")
+
 // DefaultRetention returns class c's retention when none was set.
 func DefaultRetention(c event.Class) time.Duration {
 	switch c {
@@ -416,7 +421,7 @@ func (r *Retention) SetRetention(ctx context.Context, c event.Class, d time.Dura
 		st.Policies = append(st.Policies, p)
 		return policyOf(st, c, now), nil
 	}
-	return ClassPolicy{}, fmt.Errorf("audit: set retention: holds and retention kept changing; try again")
+	return ClassPolicy{}, fmt.Errorf("audit: set retention: %w", ErrContended)
 }
 
 // applyDue records the changes whose delay has passed: shorter retentions
@@ -471,7 +476,7 @@ func (r *Retention) applyDue(ctx context.Context, now time.Time) error {
 			return nil
 		}
 	}
-	return errors.New("audit: holds and retention kept changing; try again")
+	return ErrContended
 }
 
 // Plan is what a prune does or would do.
@@ -617,7 +622,7 @@ func (r *Retention) Prune(ctx context.Context, now time.Time, by string) (Plan, 
 		}
 		return p, r.Flush(ctx)
 	}
-	return Plan{}, errors.New("audit: prune: holds and retention kept changing; try again")
+	return Plan{}, fmt.Errorf("audit: prune: %w", ErrContended)
 }
 
 // Run prunes now and then every interval (DefaultPruneInterval if 0)
