@@ -125,9 +125,7 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	}
 
 	rq := url.Values{}
-	// Readers map the database: audit verification and queries read
-	// whole logs, and a read call per page would dominate.
-	for _, p := range []string{pragmas[0], "query_only(ON)", "mmap_size(1099511627776)"} {
+	for _, p := range []string{pragmas[0], "query_only(ON)"} {
 		rq.Add("_pragma", p)
 	}
 	rdb, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
