@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
@@ -43,85 +42,258 @@ func strictObject(b []byte) (map[string]json.RawMessage, error) {
 		return nil, errJSONUTF8
 	}
 	members := make(map[string]json.RawMessage, 12)
-	if err := walkObject(b, 1, members); err != nil {
+	s := jsonScanner{b: b}
+	if err := s.object(1, members); err != nil {
 		return nil, err
+	}
+	if s.i != len(b) {
+		return nil, errJSONTrailing
 	}
 	return members, nil
 }
 
-// walkObject checks the object in b and records its members in out.
-func walkObject(b []byte, depth int, out map[string]json.RawMessage) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := expectDelim(dec, '{'); err != nil {
-		return err
+var errJSONSyntax = errors.New("JSON syntax error")
+
+// jsonScanner checks JSON (RFC 8259) in place, without decoding values.
+// Its input is valid UTF-8 (strictObject checks that first).
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
 	}
-	for dec.More() {
-		tok, err := dec.Token()
+	return 0
+}
+
+func (s *jsonScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// object scans the object at s.i. With out, it records the members'
+// raw values; either way it refuses duplicate names.
+func (s *jsonScanner) object(depth int, out map[string]json.RawMessage) error {
+	s.i++ // '{'
+	var seen map[string]struct{}
+	s.ws()
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if s.peek() != '"' {
+			return errJSONSyntax
+		}
+		name, err := s.key()
 		if err != nil {
 			return err
 		}
-		name, ok := tok.(string)
-		if !ok {
-			return errJSONNotObject
+		if out != nil {
+			if _, dup := out[name]; dup {
+				return errJSONDuplicate
+			}
+		} else {
+			if seen == nil {
+				seen = make(map[string]struct{}, 8)
+			}
+			if _, dup := seen[name]; dup {
+				return errJSONDuplicate
+			}
+			seen[name] = struct{}{}
 		}
-		if _, dup := out[name]; dup {
-			return errJSONDuplicate
+		s.ws()
+		if s.peek() != ':' {
+			return errJSONSyntax
 		}
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+		s.i++
+		s.ws()
+		start := s.i
+		if err := s.value(depth); err != nil {
 			return err
 		}
-		if err := checkNested(raw, depth); err != nil {
-			return err
+		if out != nil {
+			out[name] = json.RawMessage(s.b[start:s.i])
 		}
-		out[name] = raw
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return errJSONSyntax
+		}
 	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return err
-	}
-	if dec.InputOffset() != int64(len(b)) {
-		return errJSONTrailing
-	}
-	return nil
 }
 
-// checkNested checks a member or element value: objects and arrays are
-// walked for duplicates and depth, scalars were validated by the decoder.
-func checkNested(raw json.RawMessage, depth int) error {
-	if len(raw) == 0 || (raw[0] != '{' && raw[0] != '[') {
+func (s *jsonScanner) array(depth int) error {
+	s.i++ // '['
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
 		return nil
 	}
-	if depth >= maxJSONDepth {
-		return errJSONDepth
-	}
-	if raw[0] == '{' {
-		return walkObject(raw, depth+1, make(map[string]json.RawMessage))
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := expectDelim(dec, '['); err != nil {
-		return err
-	}
-	for dec.More() {
-		var elem json.RawMessage
-		if err := dec.Decode(&elem); err != nil {
+	for {
+		s.ws()
+		if err := s.value(depth); err != nil {
 			return err
 		}
-		if err := checkNested(elem, depth+1); err != nil {
-			return err
+		s.ws()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return errJSONSyntax
 		}
 	}
-	return expectDelim(dec, ']')
 }
 
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
+// value scans one value inside a container at the given depth.
+func (s *jsonScanner) value(depth int) error {
+	switch c := s.peek(); {
+	case c == '{':
+		if depth >= maxJSONDepth {
+			return errJSONDepth
+		}
+		return s.object(depth+1, nil)
+	case c == '[':
+		if depth >= maxJSONDepth {
+			return errJSONDepth
+		}
+		return s.array(depth + 1)
+	case c == '"':
+		_, err := s.str()
 		return err
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || ('0' <= c && c <= '9'):
+		return s.number()
 	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("expected %q", rune(want))
+	return errJSONSyntax
+}
+
+func (s *jsonScanner) literal(lit string) error {
+	if !bytes.HasPrefix(s.b[s.i:], []byte(lit)) {
+		return errJSONSyntax
+	}
+	s.i += len(lit)
+	return nil
+}
+
+func (s *jsonScanner) digits() int {
+	n := 0
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+		n++
+	}
+	return n
+}
+
+func (s *jsonScanner) number() error {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		s.digits()
+	default:
+		return errJSONSyntax
+	}
+	if s.peek() == '.' {
+		s.i++
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if s.digits() == 0 {
+			return errJSONSyntax
+		}
 	}
 	return nil
+}
+
+// str scans the string at s.i and reports whether it has escapes.
+func (s *jsonScanner) str() (escaped bool, err error) {
+	s.i++ // opening quote
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return escaped, nil
+		case c < 0x20:
+			return false, errJSONSyntax
+		case c == '\\':
+			escaped = true
+			s.i++
+			switch s.peek() {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				if s.i+5 > len(s.b) {
+					return false, errJSONSyntax
+				}
+				for _, h := range s.b[s.i+1 : s.i+5] {
+					if !isHex(h) {
+						return false, errJSONSyntax
+					}
+				}
+				s.i += 5
+			default:
+				return false, errJSONSyntax
+			}
+		default:
+			s.i++
+		}
+	}
+	return false, errJSONSyntax
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// key scans a member name and returns it unescaped.
+func (s *jsonScanner) key() (string, error) {
+	start := s.i
+	escaped, err := s.str()
+	if err != nil {
+		return "", err
+	}
+	raw := s.b[start:s.i]
+	if !escaped {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var name string
+	if err := json.Unmarshal(raw, &name); err != nil {
+		return "", errJSONSyntax
+	}
+	return name, nil
 }
 
 // jsonString decodes raw as a JSON string.
