@@ -59,8 +59,10 @@ type InputError struct {
 
 func (e *InputError) Error() string { return fmt.Sprintf("clients: %s: %s", e.Field, e.Msg) }
 
-// ErrExists means the client ID is taken.
-var ErrExists = errors.New("clients: a client with this ID exists")
+// ErrExists means the client ID is taken, now or by a client that was
+// removed: ids are never reused, because receipts, refresh tokens and audit
+// events name clients by id.
+var ErrExists = errors.New("clients: a client with this ID exists or existed")
 
 var (
 	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$`)

@@ -23,7 +23,7 @@ func (l *Log) Handler(prefix string, entries func(r *http.Request) error) http.H
 		}
 		p := strings.TrimPrefix(r.URL.Path, "/")
 		if p == "checkpoint" {
-			l.serveCheckpoint(w)
+			l.serveCheckpoint(w, r)
 			return
 		}
 		info, err := auditlog.ParseTilePath(p)
@@ -47,8 +47,12 @@ func (l *Log) Handler(prefix string, entries func(r *http.Request) error) http.H
 	}))
 }
 
-func (l *Log) serveCheckpoint(w http.ResponseWriter) {
-	signed, _ := l.Checkpoint()
+func (l *Log) serveCheckpoint(w http.ResponseWriter, r *http.Request) {
+	signed, cp := l.Checkpoint()
+	// The stored note gains the witnesses' cosignatures as they arrive.
+	if st, err := l.st.LogState(r.Context()); err == nil && st.Checkpoint != nil && st.Integrated >= cp.Size {
+		signed = st.Checkpoint
+	}
 	if signed == nil {
 		http.Error(w, "the log has no checkpoint yet", http.StatusNotFound)
 		return

@@ -35,7 +35,15 @@ func scanClient(sc scanner) (store.Client, error) {
 // CreateClient registers a client; store.ErrConflict if the ID is taken.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		var removed int64
+		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM removed_clients WHERE id = ?`, c.ID).Scan(&removed)
+		if err != nil {
+			return err
+		}
+		if removed > 0 {
+			return fmt.Errorf("client %q was removed; its id is not reused: %w", c.ID, store.ErrConflict)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO clients (`+clientCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Name, string(c.Kind), c.SecretHash, jsonList(c.RedirectURIs), jsonList(c.Scopes),
 			jsonList(c.Audiences), jsonList(c.GrantTypes), ts(c.CreatedAt))
 		if isUnique(err) {
@@ -73,7 +81,8 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 }
 
 // DeleteClient removes a client. Its unexpired tokens' receipts are revoked
-// and its refresh tokens with them, in the same transaction.
+// and its refresh tokens with them, in the same transaction, and its id is
+// retired: CreateClient refuses it from then on.
 func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
@@ -82,6 +91,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("client: %w", store.ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO removed_clients (id, removed_at) VALUES (?, ?)`, id, ts(at)); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = ? WHERE client_id = ? AND revoked_at = 0 AND expires_at > ?`, ts(at), id, ts(at)); err != nil {
 			return err

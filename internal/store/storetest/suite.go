@@ -147,6 +147,8 @@ func testClients(t *testing.T, b Backend) {
 	if rt.RevokedAt.IsZero() {
 		t.Fatal("refresh token of a deleted client is not revoked")
 	}
+	// A removed client's id is never given to another client.
+	mustErr(t, b.CreateClient(ctx, c), store.ErrConflict)
 }
 
 func testKeys(t *testing.T, b Backend) {
