@@ -27,8 +27,8 @@ type Store interface {
 	// Keys returns every key, oldest first.
 	Keys(ctx context.Context) ([]store.Key, error)
 	// UpdateKey writes k's State, ActivateAt, ActivatedAt, RetiredAt,
-	// RevokedAt, PublishUntil and Note, only if the stored key's state is
-	// still from; otherwise it fails with an error wrapping
+	// RevokedAt, PublishUntil and Note (and, when k is revoked, destroys its
+	// sealed private key), only if the stored key's state is still from; otherwise it fails with an error wrapping
 	// store.ErrConflict (store.ErrNotFound if there is no such key). It is
 	// a compare-and-swap: nodes sharing a store never apply one transition
 	// twice.

@@ -326,8 +326,14 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 	if pendingKid == "" {
 		t.Fatalf("no pending key in %s", out)
 	}
+	// Revoking a key destroys its sealed private key, so take a copy of
+	// it first: the test must still be able to look for the key's bytes.
+	pendingSealed := sealedKey(t, dataDir, pendingKid)
 	if _, err := runCLI("", "keys", "revoke", data, "--reason", "test revocation", pendingKid); err != nil {
 		t.Fatalf("keys revoke: %v", err)
+	}
+	if left := sealedKey(t, dataDir, pendingKid); len(left) != 0 {
+		t.Fatalf("the revoked key's sealed private key is still stored (%d bytes)", len(left))
 	}
 	if _, err := runCLI("", "keys", "rotate", data, "--reason", "too early"); err == nil {
 		t.Fatal("keys rotate succeeded although the pending key was just created")
@@ -443,7 +449,12 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 			t.Fatal(err)
 		}
 		states[kid] = state
-		if !bytes.Contains(backup, sealed) {
+		if state == "revoked" {
+			if len(sealed) != 0 {
+				t.Fatalf("revoked key %s still has its sealed private key", kid)
+			}
+			sealed = pendingSealed // the copy taken before revocation
+		} else if !bytes.Contains(backup, sealed) {
 			t.Fatalf("key %s: the database file does not hold its sealed blob, so scanning it proves nothing", kid)
 		}
 		der, dek := unsealKey(t, root, kid, alg, sealed)
@@ -619,6 +630,21 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 			t.Errorf("control %q: leakcheck missed the planted %s (found %q)", p.name, p.secret, found)
 		}
 	}
+}
+
+// sealedKey reads a key's sealed blob from the database of a running node.
+func sealedKey(t *testing.T, dataDir, kid string) []byte {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dataDir, "custos.db")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var sealed []byte
+	if err := db.QueryRow(`SELECT sealed FROM signing_keys WHERE id = ?`, kid).Scan(&sealed); err != nil {
+		t.Fatalf("key %s: %v", kid, err)
+	}
+	return sealed
 }
 
 // unsealKey opens a signing_keys.sealed blob as docs/spec/key-lifecycle.md §7

@@ -51,13 +51,26 @@ func (s *Store) Keys(ctx context.Context) ([]store.Key, error) {
 
 // UpdateKey writes a key's state, lifecycle times and note, but only if its
 // stored state is still from; otherwise it fails with store.ErrConflict. The
-// key material, algorithm and custodian never change.
+// key material, algorithm and custodian never change, except that revoking
+// a key destroys its sealed private key: a revoked key is never unsealed
+// again, so nothing is lost, and a later theft of the root key and a copy
+// of the database yields no revoked key.
 func (s *Store) UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
+		revoking := k.State == store.KeyRevoked
+		if revoking {
+			// Overwrite the sealed key's old bytes in the page, not just
+			// drop them from the row.
+			if _, err := tx.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+				return err
+			}
+			defer tx.ExecContext(ctx, `PRAGMA secure_delete = OFF`)
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET state = ?, activate_at = ?, activated_at = ?,
-			retired_at = ?, revoked_at = ?, publish_until = ?, note = ? WHERE id = ? AND state = ?`,
+			retired_at = ?, revoked_at = ?, publish_until = ?, note = ?,
+			sealed = CASE WHEN ? THEN X'' ELSE sealed END WHERE id = ? AND state = ?`,
 			string(k.State), ts(k.ActivateAt), ts(k.ActivatedAt), ts(k.RetiredAt), ts(k.RevokedAt), ts(k.PublishUntil), k.Note,
-			k.ID, string(from))
+			revoking, k.ID, string(from))
 		if err != nil {
 			return err
 		}

@@ -176,7 +176,8 @@ func testKeys(t *testing.T, b Backend) {
 	mustErr(t, b.UpdateKey(ctx, active, store.KeyPending), store.ErrConflict)
 	mustErr(t, b.UpdateKey(ctx, store.Key{ID: "kid-missing", State: store.KeyActive}, store.KeyPending), store.ErrNotFound)
 
-	// Key material and identity never change through UpdateKey.
+	// Key material and identity never change through UpdateKey, except
+	// that revoking a key destroys its sealed private key.
 	tampered := active
 	tampered.State, tampered.Sealed, tampered.Algorithm, tampered.RevokedAt = store.KeyRevoked, []byte("evil"), "HS256", t0.Add(2*time.Hour)
 	must(t, b.UpdateKey(ctx, tampered, store.KeyActive))
@@ -184,8 +185,11 @@ func testKeys(t *testing.T, b Backend) {
 	if keys[0].State != store.KeyRevoked || !keys[0].RevokedAt.Equal(t0.Add(2*time.Hour)) {
 		t.Fatalf("after revoke: %+v", keys[0])
 	}
-	if string(keys[0].Sealed) != string(k.Sealed) || keys[0].Algorithm != "EdDSA" {
-		t.Fatal("UpdateKey changed key material or algorithm")
+	if len(keys[0].Sealed) != 0 || keys[0].Algorithm != "EdDSA" {
+		t.Fatalf("after revoke: sealed %q, algorithm %s; want the sealed key destroyed and the algorithm kept", keys[0].Sealed, keys[0].Algorithm)
+	}
+	if string(keys[1].Sealed) != string(k2.Sealed) {
+		t.Fatal("revoking one key touched another's sealed key")
 	}
 	// A revoked key's ID still cannot be reused.
 	mustErr(t, b.InsertKey(ctx, k), store.ErrConflict)
