@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,31 +101,7 @@ func witnessServe(ctx context.Context, args []string, stdio IO) error {
 	fmt.Fprintf(stdio.Stdout, "  custos serve --witness %s=%s\n", base, w.VerifierKey())
 	log.Info("witnessing", "addr", ln.Addr().String(), "name", ws.name)
 
-	srv := &http.Server{
-		Handler:           w.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	if err := srv.Shutdown(shutdown); err != nil {
-		return err
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return node.ServeHTTP(ctx, ln, w.Handler(), log)
 }
 
 func witnessKey(ctx context.Context, args []string, stdio IO) error {

@@ -42,44 +42,44 @@ func defaultOrigin(issuer string) (string, error) {
 }
 
 // openAudit opens the audit log: its note key from custody (created on
-// first start), and the Merkle log over the store. With witnesses
-// configured, it also returns the submitter that sends them each new
-// checkpoint (nil without).
-func openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Sealer) (*tlog.Log, *audit.Log, string, *witness.Submitter, error) {
+// first start), and the Merkle log over the store, and sets n.Log,
+// n.Audit and n.AuditVerifierKey. With witnesses configured, it also sets
+// n.Witnesses, the submitter that sends them each new checkpoint.
+func (n *Node) openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Sealer) error {
 	origin := cfg.AuditOrigin
 	state, err := st.LogState(ctx)
 	switch {
 	case err == nil:
 		if origin != "" && origin != state.Origin {
-			return nil, nil, "", nil, fmt.Errorf("audit log: this data directory's log is %q, not %q (a log keeps its name)", state.Origin, origin)
+			return fmt.Errorf("audit log: this data directory's log is %q, not %q (a log keeps its name)", state.Origin, origin)
 		}
 		origin = state.Origin
 	case errors.Is(err, store.ErrNotFound):
 		if origin == "" {
 			if origin, err = defaultOrigin(cfg.Issuer); err != nil {
-				return nil, nil, "", nil, err
+				return err
 			}
 		}
 	default:
-		return nil, nil, "", nil, err
+		return err
 	}
 	// The key's creation is itself an event, recorded once the log is open.
 	early := &eventBuffer{}
 	nk, err := keys.OpenNoteKey(ctx, st, sealer, early, origin, now(cfg))
 	if err != nil {
-		return nil, nil, "", nil, fmt.Errorf("audit log key: %w", err)
+		return fmt.Errorf("audit log key: %w", err)
 	}
 	signer, err := auditlog.NewNoteSigner(origin, nk.Signer())
 	if err != nil {
-		return nil, nil, "", nil, err
+		return err
 	}
 	vkey, err := note.NewEd25519VerifierKey(origin, nk.PublicKey())
 	if err != nil {
-		return nil, nil, "", nil, err
+		return err
 	}
 	verifier, err := note.NewVerifier(vkey)
 	if err != nil {
-		return nil, nil, "", nil, err
+		return err
 	}
 	tc := cfg.AuditLog
 	tc.Origin, tc.Key, tc.Verifier, tc.Logger = origin, signer, verifier, cfg.Logger
@@ -90,7 +90,7 @@ func openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Se
 			Now: cfg.Issuance.Now, Logger: cfg.Logger,
 		})
 		if err != nil {
-			return nil, nil, "", nil, err
+			return err
 		}
 		if hook := tc.OnCheckpoint; hook != nil {
 			tc.OnCheckpoint = func(signed []byte, cp auditlog.Checkpoint) { hook(signed, cp); sub.Submit(signed, cp) }
@@ -101,16 +101,17 @@ func openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Se
 	tc.CheckpointFile = filepath.Join(cfg.DataDir, checkpointFile)
 	tl, err := tlog.Open(ctx, st, tc)
 	if err != nil {
-		return nil, nil, "", nil, err
+		return err
 	}
 	al := audit.New(tl, st, cfg.Issuance.Now)
 	for _, e := range early.events {
 		if err := al.Emit(ctx, e); err != nil {
 			tl.Close()
-			return nil, nil, "", nil, err
+			return err
 		}
 	}
-	return tl, al, vkey, sub, nil
+	n.Log, n.Audit, n.AuditVerifierKey, n.Witnesses = tl, al, vkey, sub
+	return nil
 }
 
 func now(cfg Config) time.Time {

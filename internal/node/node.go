@@ -135,7 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if n.Log, n.Audit, n.AuditVerifierKey, n.Witnesses, err = openAudit(ctx, cfg, st, sealer); err != nil {
+	if err = n.openAudit(ctx, cfg, st, sealer); err != nil {
 		return fail(err)
 	}
 	if n.Retention, err = audit.NewRetention(st, n.Audit, audit.RetentionConfig{Now: cfg.Issuance.Now, Logger: cfg.Logger}); err != nil {
@@ -217,22 +217,27 @@ const AuditPath = "/audit/"
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := &http.Server{
-		Handler:           n.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    issuer.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
-	}
 	go n.Custody.Run(ctx)
 	go n.Issuer.RunPruner(ctx, pruneInterval)
 	go n.reloadKeys(ctx)
 	stopWitnesses := n.runWitnesses(ctx)
 	defer stopWitnesses()
 	go n.Retention.Run(ctx, audit.DefaultPruneInterval)
+	return ServeHTTP(ctx, ln, n.Handler(), n.log)
+}
 
+// ServeHTTP serves h on ln with custos's timeouts and header limit until ctx
+// ends, then shuts down gracefully. The witness serves through it too.
+func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    issuer.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -281,8 +281,7 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 	}
 	b := l.pending
 	pos := b.n
-	b.buf = append(b.buf, byte(len(entry)>>8), byte(len(entry)))
-	b.buf = append(b.buf, entry...)
+	b.buf, _ = auditlog.AppendEntryBundle(b.buf, entry) // size checked above
 	b.n++
 	b.hashes = append(b.hashes, h)
 	l.mu.Unlock()

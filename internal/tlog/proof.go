@@ -132,12 +132,7 @@ func (l *Log) InclusionProof(ctx context.Context, index, size uint64) ([]auditlo
 	if err := l.checkSize(size); err != nil {
 		return nil, err
 	}
-	n, err := proof.Inclusion(index, size)
-	if err != nil {
-		return nil, fmt.Errorf("tlog: %w", err)
-	}
-	r := nodeReader{st: l.st, cache: &l.tileCache}
-	return r.proof(ctx, n)
+	return inclusionProof(ctx, &nodeReader{st: l.st, cache: &l.tileCache}, index, size)
 }
 
 // ConsistencyProof returns the proof that the tree of size older is a
@@ -146,33 +141,34 @@ func (l *Log) ConsistencyProof(ctx context.Context, older, newer uint64) ([]audi
 	if err := l.checkSize(newer); err != nil {
 		return nil, err
 	}
-	n, err := proof.Consistency(older, newer)
-	if err != nil {
-		return nil, fmt.Errorf("tlog: %w", err)
-	}
-	r := nodeReader{st: l.st, cache: &l.tileCache}
-	return r.proof(ctx, n)
+	return consistencyProof(ctx, &nodeReader{st: l.st, cache: &l.tileCache}, older, newer)
 }
 
 // InclusionProof computes an inclusion proof from stored tiles, without a
 // running Log (for offline tools). The tiles must cover size.
 func InclusionProof(ctx context.Context, st TileReader, index, size uint64) ([]auditlog.Hash, error) {
-	n, err := proof.Inclusion(index, size)
-	if err != nil {
-		return nil, fmt.Errorf("tlog: %w", err)
-	}
-	r := nodeReader{st: st}
-	return r.proof(ctx, n)
+	return inclusionProof(ctx, &nodeReader{st: st}, index, size)
 }
 
 // ConsistencyProof computes a consistency proof from stored tiles, without
 // a running Log.
 func ConsistencyProof(ctx context.Context, st TileReader, older, newer uint64) ([]auditlog.Hash, error) {
+	return consistencyProof(ctx, &nodeReader{st: st}, older, newer)
+}
+
+func inclusionProof(ctx context.Context, r *nodeReader, index, size uint64) ([]auditlog.Hash, error) {
+	n, err := proof.Inclusion(index, size)
+	if err != nil {
+		return nil, fmt.Errorf("tlog: %w", err)
+	}
+	return r.proof(ctx, n)
+}
+
+func consistencyProof(ctx context.Context, r *nodeReader, older, newer uint64) ([]auditlog.Hash, error) {
 	n, err := proof.Consistency(older, newer)
 	if err != nil {
 		return nil, fmt.Errorf("tlog: %w", err)
 	}
-	r := nodeReader{st: st}
 	return r.proof(ctx, n)
 }
 

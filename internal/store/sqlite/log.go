@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -74,15 +75,11 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events [][]byte) e
 	if len(events) == 0 {
 		return nil
 	}
-	var data []byte
-	for _, e := range events {
-		if len(e) > 0xffff {
-			return fmt.Errorf("audit log: a %d-byte entry is too large", len(e))
-		}
-		data = append(data, byte(len(e)>>8), byte(len(e)))
-		data = append(data, e...)
+	data, err := auditlog.AppendEntryBundle(nil, events...)
+	if err != nil {
+		return fmt.Errorf("audit log: %w", err)
 	}
-	_, err := s.appendChunk(ctx, tx, uint64(len(events)), data)
+	_, err = s.appendChunk(ctx, tx, uint64(len(events)), data)
 	return err
 }
 
