@@ -20,10 +20,11 @@ type LogState struct {
 	Checkpoint []byte
 }
 
-// Chunk is the entries one commit appended: Count consecutive entries from
-// index First, each with a two-byte big-endian length prefix, as in C2SP
-// tlog-tiles entry bundles. Each entry is written once, in the commit that
-// acknowledges it; entry bundles are cut from chunks when read.
+// Chunk is stored entries: Count consecutive entries from index First, each
+// with a two-byte big-endian length prefix, as in C2SP tlog-tiles entry
+// bundles. Each entry is written once, in the commit that acknowledges it;
+// a backend may store one commit's entries as several chunks, and entry
+// bundles are cut from chunks when read.
 type Chunk struct {
 	First uint64
 	Count uint64

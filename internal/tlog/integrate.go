@@ -225,7 +225,7 @@ func (l *Log) setNode(id compact.NodeID, h auditlog.Hash) error {
 		if pos != 0 || sub != 0 {
 			return fmt.Errorf("tlog: node %d/%d starts tile %d/%d in the middle", id.Level, id.Index, level, idx)
 		}
-		t = &tile{level: level, index: idx}
+		t = newTile(level, idx)
 		l.edge[k] = t
 	}
 	l.dirty[k] = t

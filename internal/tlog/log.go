@@ -132,6 +132,9 @@ type Log struct {
 	pending *batch
 	closed  bool
 	kick    chan struct{}
+	// spare is the buffer of the last committed batch, for the next one:
+	// growing a fresh buffer for every batch costs more than the appends.
+	spare []byte
 
 	// Leaf hashes of batches this process committed, by first index,
 	// awaiting integration. Entries others appended are read from the
@@ -309,12 +312,17 @@ func (l *Log) sequencer() {
 		n := b.n // b is ours only if it was swapped out here
 		if n > 0 {
 			l.pending = newBatch()
+			l.pending.buf, l.spare = l.spare[:0], nil
+			l.pending.hashes = make([]auditlog.Hash, 0, n)
 			l.cond.Broadcast()
 		}
 		closed := l.closed
 		l.mu.Unlock()
 		if n > 0 {
 			l.commit(b)
+			l.mu.Lock()
+			l.spare = b.buf // the store keeps no reference to it
+			l.mu.Unlock()
 		}
 		if closed {
 			l.mu.Lock()

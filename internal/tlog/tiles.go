@@ -24,6 +24,15 @@ type tile struct {
 
 func (t *tile) width() int { return len(t.rows[0]) }
 
+// newTile returns an empty tile with room for all its rows.
+func newTile(level uint8, index uint64) *tile {
+	t := &tile{level: level, index: index}
+	for k := range tileHeight {
+		t.rows[k] = make([]auditlog.Hash, 0, tileWidth>>k)
+	}
+	return t
+}
+
 // set stores the hash of the node sub levels above the tile's bottom at
 // position pos of that row. Nodes arrive left to right, bottom-up, so pos
 // is always the row's next slot.
@@ -65,11 +74,10 @@ func parseTile(rec store.Tile, verify bool) (*tile, error) {
 	if len(rec.Data) != want*len(auditlog.Hash{}) {
 		return nil, fmt.Errorf("tile %d/%d: %d bytes for width %d, want %d", rec.Level, rec.Index, len(rec.Data), w, want*32)
 	}
-	t := &tile{level: rec.Level, index: rec.Index}
+	t := newTile(rec.Level, rec.Index)
 	off := 0
 	for k := range tileHeight {
-		n := w >> k
-		row := make([]auditlog.Hash, n, tileWidth>>k)
+		row := t.rows[k][:w>>k]
 		for i := range row {
 			copy(row[i][:], rec.Data[off:])
 			off += len(auditlog.Hash{})

@@ -23,7 +23,7 @@ func scanAccount(sc scanner) (store.Account, error) {
 // CreateAccount inserts a new account. It fails with store.ErrConflict if the
 // ID or login ID is taken.
 func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			a.ID, a.LoginID, a.Name, a.PasswordHash, ts(a.CreatedAt), ts(a.UpdatedAt), ts(a.DisabledAt))
 		if isUnique(err) {
@@ -64,7 +64,7 @@ func (s *Store) DisableAccount(ctx context.Context, id string, at time.Time) err
 }
 
 func (s *Store) updateAccount(ctx context.Context, q string, args ...any) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -61,4 +62,72 @@ func BenchmarkRotateRefresh(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
+}
+
+// BenchmarkAppendChunk measures durable audit-log appends as the log
+// commits them: one chunk of 1024 entries of 256 bytes per commit.
+func BenchmarkAppendChunk(b *testing.B) {
+	for _, rb := range []int{4000, 8000, 15000, 1 << 30} {
+		b.Run(fmt.Sprint(rb), func(b *testing.B) { sqlite.SetRowBytes(rb); benchmarkAppendChunk(b) })
+	}
+}
+
+func benchmarkAppendChunk(b *testing.B) {
+	st, err := sqlite.Open(b.Context(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.InitLog(b.Context(), "bench.custos.test/audit"); err != nil {
+		b.Fatal(err)
+	}
+	const n, size = 1024, 256
+	chunk := make([]byte, 0, n*(size+2))
+	entry := make([]byte, size)
+	rand.Read(entry)
+	for range n {
+		chunk = binary.BigEndian.AppendUint16(chunk, size)
+		chunk = append(chunk, entry...)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := st.AppendChunk(b.Context(), n, chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
+}
+
+// BenchmarkTileRead measures reading full level-0 tiles (with their
+// interior rows: 16 KiB each) from a store holding 4096 of them.
+func BenchmarkTileRead(b *testing.B) {
+	for _, w := range []int{32, 256} {
+		b.Run(fmt.Sprint(w), func(b *testing.B) { benchmarkTileRead(b, w) })
+	}
+}
+
+func benchmarkTileRead(b *testing.B, w int) {
+	st, err := sqlite.Open(b.Context(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	data := make([]byte, (2*w-1)*32)
+	var tiles []store.Tile
+	for i := range 4096 {
+		tiles = append(tiles, store.Tile{Level: 0, Index: uint64(i), Width: w, Data: data})
+		if len(tiles) == 16 {
+			if err := st.PutTiles(b.Context(), tiles); err != nil {
+				b.Fatal(err)
+			}
+			tiles = tiles[:0]
+		}
+	}
+	i := uint64(0)
+	for b.Loop() {
+		i = (i*2654435761 + 1) % 4096
+		if _, err := st.Tile(b.Context(), 0, i); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

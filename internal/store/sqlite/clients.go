@@ -34,7 +34,7 @@ func scanClient(sc scanner) (store.Client, error) {
 
 // CreateClient registers a client; store.ErrConflict if the ID is taken.
 func (s *Store) CreateClient(ctx context.Context, c store.Client) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var removed int64
 		err := tx.QueryRowContext(ctx, `SELECT count(*) FROM removed_clients WHERE id = ?`, c.ID).Scan(&removed)
 		if err != nil {
@@ -84,7 +84,7 @@ func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
 // and its refresh tokens with them, in the same transaction, and its id is
 // retired: CreateClient refuses it from then on.
 func (s *Store) DeleteClient(ctx context.Context, id string, at time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM clients WHERE id = ?`, id)
 		if err != nil {
 			return err

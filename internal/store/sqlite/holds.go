@@ -93,7 +93,7 @@ func addOutbox(ctx context.Context, tx *sql.Tx, ev []byte) error {
 // InsertHold stores a new legal hold and the event ev that records it;
 // store.ErrConflict if a hold with that id exists.
 func (s *Store) InsertHold(ctx context.Context, h store.Hold, ev []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO audit_holds (id, time_from, time_until, classes, reason, created_by, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, h.ID, ts(h.From), ts(h.Until), jsonList(h.Classes), h.Reason, h.CreatedBy, ts(h.CreatedAt))
 		if isUnique(err) {
@@ -113,7 +113,7 @@ func (s *Store) InsertHold(ctx context.Context, h store.Hold, ev []byte) error {
 // ev that records it. It fails with store.ErrNotFound if there is no such
 // hold and store.ErrConflict if its release was requested already.
 func (s *Store) RequestHoldRelease(ctx context.Context, r store.HoldRelease, ev []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE audit_holds SET release_requested_at = ?, release_effective_at = ?, released_by = ?, release_reason = ?
 			WHERE id = ? AND release_requested_at = 0`, ts(r.RequestedAt), ts(r.EffectiveAt), r.By, r.Reason, r.ID)
 		if err != nil {
@@ -134,7 +134,7 @@ func (s *Store) RequestHoldRelease(ctx context.Context, r store.HoldRelease, ev 
 // and store.ErrConflict if no release was requested or it is recorded
 // already: each release is recorded once.
 func (s *Store) RecordHoldReleased(ctx context.Context, id string, ev []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE audit_holds SET release_recorded = 1
 			WHERE id = ? AND release_requested_at <> 0 AND release_recorded = 0`, id)
 		if err != nil {
@@ -166,7 +166,7 @@ func holdMissingOrConflict(ctx context.Context, tx *sql.Tx, id, conflict string)
 // that records the change, if the retention state is still at version;
 // otherwise it fails with store.ErrConflict and changes nothing.
 func (s *Store) SetRetention(ctx context.Context, version uint64, p store.RetentionPolicy, ev []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE retention_state SET version = version + 1 WHERE id = 1 AND version = ?`, int64(version))
 		if err != nil {
 			return err
@@ -199,7 +199,7 @@ func (s *Store) SetRetention(ctx context.Context, version uint64, p store.Retent
 // before is cut so that no body below it remains; hashes (tiles) and
 // checkpoints are kept.
 func (s *Store) PruneLog(ctx context.Context, version, before uint64, ev []byte) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var v int64
 		if err := tx.QueryRowContext(ctx, `SELECT version FROM retention_state WHERE id = 1`).Scan(&v); err != nil {
 			return err
@@ -280,7 +280,7 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.OutboxEve
 // DeletePendingEvent removes event seq from the outbox once it is in the
 // audit log. Deleting an event that is gone is not an error.
 func (s *Store) DeletePendingEvent(ctx context.Context, seq uint64) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM event_outbox WHERE seq = ?`, int64(seq))
 		return err
 	})

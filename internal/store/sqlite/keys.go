@@ -14,7 +14,7 @@ const keyCols = `id, algorithm, state, public_jwk, sealed, sealer, custodian, im
 // InsertKey stores a new signing key. Key IDs are never reused: inserting a
 // known ID fails with store.ErrConflict, even if that key was revoked long ago.
 func (s *Store) InsertKey(ctx context.Context, k store.Key) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			k.ID, k.Algorithm, string(k.State), k.PublicJWK, k.Sealed, k.Sealer, k.Custodian, boolInt(k.Imported),
 			ts(k.CreatedAt), ts(k.ActivateAt), ts(k.ActivatedAt), ts(k.RetiredAt), ts(k.RevokedAt), ts(k.PublishUntil), k.Note)
@@ -56,7 +56,7 @@ func (s *Store) Keys(ctx context.Context) ([]store.Key, error) {
 // again, so nothing is lost, and a later theft of the root key and a copy
 // of the database yields no revoked key.
 func (s *Store) UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		revoking := k.State == store.KeyRevoked
 		if revoking {
 			// Overwrite the sealed key's old bytes in the page, not just

@@ -13,7 +13,7 @@ import (
 // InitLog creates the audit log named origin if there is none, and returns
 // the log's state. An existing log keeps its origin.
 func (s *Store) InitLog(ctx context.Context, origin string) (store.LogState, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO log_state (id, origin, sequenced, integrated, pruned) VALUES (1, ?, 0, 0, 0) ON CONFLICT (id) DO NOTHING`, origin)
 		return err
 	})
@@ -48,7 +48,7 @@ const (
 // transaction, so appends from any number of writers never conflict.
 func (s *Store) AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error) {
 	var first uint64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		first, err = s.appendChunk(ctx, tx, count, data)
 		return err
@@ -66,8 +66,40 @@ func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data 
 		return 0, err
 	}
 	first := uint64(end) - count
-	_, err = s.exec(ctx, tx, qInsertChunk, int64(first), int64(count), data)
-	return first, err
+	// The chunk is stored in rows of at most rowBytes: the driver and
+	// SQLite copy a row's blob into memory they allocate per row, and
+	// small rows reuse that memory where large ones map and fault in
+	// fresh pages every time.
+	idx := first
+	for len(data) > 0 {
+		n, k := 0, uint64(0)
+		for n < len(data) && (k == 0 || n+2+entryLen(data[n:]) <= rowBytes) {
+			n += 2 + entryLen(data[n:])
+			k++
+		}
+		if n > len(data) || idx+k > first+count {
+			return 0, errors.New("audit log: malformed chunk")
+		}
+		if _, err := s.exec(ctx, tx, qInsertChunk, int64(idx), int64(k), data[:n]); err != nil {
+			return 0, err
+		}
+		data, idx = data[n:], idx+k
+	}
+	if idx != first+count {
+		return 0, errors.New("audit log: malformed chunk")
+	}
+	return first, nil
+}
+
+// rowBytes bounds a log_entries row's data (a row holds at least one entry).
+var rowBytes = 4000
+
+// entryLen reads the two-byte length at the start of b.
+func entryLen(b []byte) int {
+	if len(b) < 2 {
+		return len(b) // makes the caller's bounds check fail
+	}
+	return int(b[0])<<8 | int(b[1])
 }
 
 // appendEvents appends a grant's events as one chunk in tx.
@@ -87,7 +119,7 @@ func (s *Store) appendEvents(ctx context.Context, tx *sql.Tx, events [][]byte) e
 // holds exactly c.First entries; otherwise it fails with store.ErrConflict
 // and changes nothing.
 func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, qSequence, int64(c.First+c.Count), int64(c.First))
 		if err != nil {
 			return err
@@ -129,7 +161,7 @@ func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, err
 // Integrate stores the tiles and checkpoint of one integration step if the
 // tree still has size from; otherwise it fails with store.ErrConflict.
 func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE log_state SET integrated = ?, checkpoint = ? WHERE id = 1 AND integrated = ? AND sequenced >= ?`,
 			int64(in.Size), in.Checkpoint, int64(from), int64(in.Size))
 		if err != nil {
@@ -165,7 +197,7 @@ func (s *Store) putTiles(ctx context.Context, tx *sql.Tx, tiles []store.Tile) er
 // keeping the widest version of each. Tiles beyond the integrated tree are
 // harmless: readers take from a tile only what a checkpoint covers.
 func (s *Store) PutTiles(ctx context.Context, tiles []store.Tile) error {
-	return s.write(ctx, func(tx *sql.Tx) error { return s.putTiles(ctx, tx, tiles) })
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.putTiles(ctx, tx, tiles) })
 }
 
 // tileID is a tile's row id: level << 56 | index. A tree of 2^64 entries
@@ -209,7 +241,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]sto
 // Tiles and checkpoints are kept. before must not be beyond the integrated
 // size; the pruning point never moves back.
 func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE log_state SET pruned = ? WHERE id = 1 AND pruned <= ? AND integrated >= ?`, int64(before), int64(before), int64(before))
 		if err != nil {
 			return err
@@ -225,7 +257,7 @@ func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
 // InsertNoteKey stores a new note-signing key; store.ErrConflict if one
 // with that name exists.
 func (s *Store) InsertNoteKey(ctx context.Context, k store.NoteKey) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO note_keys (name, public, sealed, sealer, created) VALUES (?, ?, ?, ?, ?)`,
 			k.Name, k.Public, k.Sealed, k.Sealer, ts(k.Created))
 		if isUnique(err) {

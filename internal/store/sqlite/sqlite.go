@@ -62,7 +62,7 @@ type Store struct {
 
 type writeReq struct {
 	ctx  context.Context
-	fn   func(tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *sql.Tx) error
 	errc chan error
 }
 
@@ -266,8 +266,11 @@ func (s *Store) readStmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// queryRow runs a single-row read through a prepared statement.
+// queryRow runs a single-row read through a prepared statement. A point
+// read is short, so it runs without ctx's cancellation, which would cost
+// the driver a goroutine per query.
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	st, err := s.readStmt(ctx, query)
 	if err != nil {
 		return s.rdb.QueryRowContext(ctx, query, args...)
@@ -290,7 +293,11 @@ var ErrClosed = errors.New("sqlite: store closed")
 // write runs fn in a write transaction and returns once that transaction is
 // durable (or failed). fn may run in a transaction shared with other writes,
 // isolated by a savepoint: its changes are kept only if it returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+//
+// fn gets ctx's values without its cancellation: once a write has started,
+// ending ctx must not interrupt the transaction it shares with others (and
+// a cancellable context costs the driver a goroutine per statement).
+func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closing {
@@ -373,7 +380,7 @@ func (s *Store) commitOptimistic(batch []*writeReq, errs []error) bool {
 			errs[i] = err
 			continue
 		}
-		if err := runWrite(r.fn, tx); err != nil {
+		if err := runWrite(r, tx); err != nil {
 			tx.Rollback()
 			clear(errs)
 			return false
@@ -403,7 +410,7 @@ func (s *Store) commitIsolated(batch []*writeReq, errs []error) {
 			continue
 		}
 		if len(batch) == 1 {
-			errs[i] = runWrite(r.fn, tx)
+			errs[i] = runWrite(r, tx)
 			if errs[i] != nil {
 				tx.Rollback()
 				r.errc <- errs[i]
@@ -416,7 +423,7 @@ func (s *Store) commitIsolated(batch []*writeReq, errs []error) {
 			s.fail(batch, fmt.Errorf("sqlite: savepoint: %w", err))
 			return
 		}
-		errs[i] = runWrite(r.fn, tx)
+		errs[i] = runWrite(r, tx)
 		if errs[i] != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
 				tx.Rollback()
@@ -441,13 +448,13 @@ func (s *Store) commitIsolated(batch []*writeReq, errs []error) {
 
 // runWrite calls fn, turning a panic into an error so one bad write cannot
 // take the writer goroutine down with the rest of the batch.
-func runWrite(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
+func runWrite(r *writeReq, tx *sql.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sqlite: write panicked: %v", p)
 		}
 	}()
-	return fn(tx)
+	return r.fn(context.WithoutCancel(r.ctx), tx)
 }
 
 // isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.

@@ -61,7 +61,7 @@ func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshT
 // InsertGrant durably records a grant's receipts, refresh token and audit
 // events, all or nothing. Tokens may be handed out only after it returns nil.
 func (s *Store) InsertGrant(ctx context.Context, g store.Grant) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		return s.insertGrant(ctx, tx, g)
 	})
 }
@@ -94,7 +94,7 @@ func (s *Store) Receipt(ctx context.Context, jti string) (store.Receipt, error) 
 // RevokeReceipt revokes one token's receipt. Revoking a revoked receipt keeps
 // the first time and is not an error.
 func (s *Store) RevokeReceipt(ctx context.Context, jti string, at time.Time) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE jti = ?`, ts(at), jti)
 		if err != nil {
 			return err
@@ -133,7 +133,7 @@ func (s *Store) RevokeSession(ctx context.Context, sessionID string, at time.Tim
 
 func (s *Store) revokeWhere(ctx context.Context, where, arg string, at time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = ? WHERE `+where+` AND revoked_at = 0 AND expires_at > ?`, ts(at), arg, ts(at))
 		if err != nil {
 			return err
@@ -149,7 +149,7 @@ func (s *Store) revokeWhere(ctx context.Context, where, arg string, at time.Time
 // expired before before. It returns how many receipts it deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	var n int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM receipts WHERE expires_at < ?`, ts(before))
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 
 // InsertAuthCode stores a new authorization code.
 func (s *Store) InsertAuthCode(ctx context.Context, c store.AuthCode) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO auth_codes (hash, client_id, redirect_uri, subject, session_id, scope, nonce,
 			code_challenge, audience, auth_time, expires_at, used_at, family_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.Hash, c.ClientID, c.RedirectURI, c.Subject, c.SessionID, c.Scope, c.Nonce, c.CodeChallenge, c.Audience,
@@ -198,7 +198,7 @@ func (s *Store) AuthCode(ctx context.Context, hash []byte) (store.AuthCode, erro
 // store.ErrReused and changes nothing: the caller should revoke the family
 // the first redemption created.
 func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, familyID string, g store.Grant) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE auth_codes SET used_at = ?, family_id = ? WHERE hash = ? AND used_at = 0`, ts(at), familyID, hash)
 		if err != nil {
 			return err
@@ -240,7 +240,7 @@ func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshTok
 const qSpendRefresh = `UPDATE OR FAIL refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`
 
 func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := s.exec(ctx, tx, qSpendRefresh, ts(at), old)
 		if err != nil {
 			return err

@@ -17,7 +17,7 @@ func (s *Store) InitWitness(ctx context.Context, name string) (string, error) {
 	if name == "" {
 		return "", errors.New("witness: empty name")
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO witness_identity (id, name) VALUES (1, ?) ON CONFLICT (id) DO NOTHING`, name)
 		return err
 	})
@@ -62,7 +62,7 @@ func (s *Store) SetWitnessLog(ctx context.Context, from uint64, w store.WitnessL
 	if w.Size < from {
 		return fmt.Errorf("witness: log %q: size %d is below %d: %w", w.Origin, w.Size, from, store.ErrConflict)
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE witness_logs SET size = ?, root = ?, checkpoint = ?, time = ? WHERE origin = ? AND size = ?`,
 			int64(w.Size), w.Root, w.Checkpoint, ts(w.Time), w.Origin, int64(from))
 		if err != nil {
@@ -95,7 +95,7 @@ func (s *Store) AddCosignatures(ctx context.Context, c store.Cosignatures) error
 	if err := checkSigLines(c.Lines); err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var note []byte
 		err := tx.QueryRowContext(ctx, `SELECT note FROM log_checkpoints WHERE size = ?`, int64(c.Size)).Scan(&note)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -1,10 +1,12 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -572,6 +574,54 @@ func testAppendChunk(t *testing.T, b Backend) {
 	must(t, err)
 	if len(cs) != 1 || cs[0].First != 2 || cs[0].Count != 1 || string(cs[0].Data[2:]) != "issued-1" {
 		t.Fatalf("the grant's event chunk: %+v", cs)
+	}
+
+	// A large append may be stored in several chunks; read back, they
+	// hold exactly its entries, in order.
+	var entries []string
+	for i := range 300 {
+		entries = append(entries, strings.Repeat(string(rune('a'+i%26)), 1+i*7%1500))
+	}
+	big := chunk(0, entries...)
+	first, err = b.AppendChunk(ctx, uint64(len(entries)), big.Data)
+	must(t, err)
+	if first != 44 {
+		t.Fatalf("large append at %d, want 44", first)
+	}
+	cs, err = b.Chunks(ctx, first, first+uint64(len(entries)))
+	must(t, err)
+	var got []byte
+	next := first
+	for _, c := range cs {
+		if c.First != next {
+			t.Fatalf("chunks of the large append: one starts at %d, want %d", c.First, next)
+		}
+		got = append(got, c.Data...)
+		next += c.Count
+	}
+	if next != first+uint64(len(entries)) || !bytes.Equal(got, big.Data) {
+		t.Fatalf("the large append read back as %d entries (%d bytes), want %d (%d bytes)", next-first, len(got), len(entries), len(big.Data))
+	}
+
+	// A chunk whose data does not hold count entries is refused and
+	// appends nothing.
+	for _, bad := range []struct {
+		count uint64
+		data  []byte
+	}{
+		{3, chunk(0, "a", "b").Data},
+		{1, chunk(0, "a", "b").Data},
+		{1, chunk(0, "abc").Data[:3]},
+		{1, []byte{0}},
+	} {
+		if _, err := b.AppendChunk(ctx, bad.count, bad.data); err == nil {
+			t.Fatalf("AppendChunk(%d, %q) succeeded", bad.count, bad.data)
+		}
+	}
+	st, err = b.LogState(ctx)
+	must(t, err)
+	if st.Sequenced != 344 {
+		t.Fatalf("sequenced %d after refused appends, want 344", st.Sequenced)
 	}
 }
 
