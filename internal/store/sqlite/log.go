@@ -91,8 +91,9 @@ func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data 
 	return first, nil
 }
 
-// rowBytes bounds a log_entries row's data (a row holds at least one entry).
-var rowBytes = 4000
+// rowBytes bounds a log_entries row's data (a row holds at least one
+// entry): with 4 KiB pages, such a row fits on its leaf page.
+const rowBytes = 4000
 
 // entryLen reads the two-byte length at the start of b.
 func entryLen(b []byte) int {

@@ -1,4 +1,0 @@
-package sqlite
-
-// SetRowBytes sets the row size bound for log_entries.
-func SetRowBytes(n int) { rowBytes = n }
