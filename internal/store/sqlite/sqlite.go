@@ -36,6 +36,11 @@ const FileName = "custos.db"
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 512
 
+// pageSize is the database's page size. 4 KiB pages keep whole rows of the
+// index-organised (WITHOUT ROWID) tables on one page; smaller pages push them
+// to overflow pages.
+const pageSize = 4096
+
 // Store is the SQLite backend. It is safe for concurrent use.
 type Store struct {
 	wdb  *sql.DB // one connection, used only by the writer goroutine
@@ -52,6 +57,9 @@ type Store struct {
 	reads sync.Map
 
 	writes chan *writeReq
+	// restartWAL asks the writer to finish a checkpoint between two of its
+	// transactions, so that the next one starts the WAL again.
+	restartWAL chan struct{}
 	// mu guards sending on writes against Close: once closing is set, no
 	// write is queued, so the writer's final drain sees every queued write.
 	mu      sync.RWMutex
@@ -82,10 +90,7 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	// set below, once page_size has been.
 	pragmas := []string{
 		"busy_timeout(10000)",
-		// 4 KiB pages keep whole rows of the index-organised (WITHOUT
-		// ROWID) tables on one page; smaller pages push them to overflow
-		// pages.
-		"page_size(4096)",
+		fmt.Sprintf("page_size(%d)", pageSize),
 		// Commits never checkpoint: the checkpointer goroutine does, on
 		// its own connection, so no commit waits for pages to be copied
 		// into the database.
@@ -148,14 +153,15 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 		prepared[q] = st
 	}
 	s := &Store{
-		path:     path,
-		ckDone:   make(chan struct{}),
-		prepared: prepared,
-		wdb:      wdb,
-		rdb:      rdb,
-		writes:   make(chan *writeReq, maxBatch),
-		done:     make(chan struct{}),
-		closed:   make(chan struct{}),
+		path:       path,
+		ckDone:     make(chan struct{}),
+		prepared:   prepared,
+		wdb:        wdb,
+		rdb:        rdb,
+		writes:     make(chan *writeReq, maxBatch),
+		restartWAL: make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		closed:     make(chan struct{}),
 	}
 	ck, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -175,13 +181,24 @@ const (
 	// checkpointEvery is how often the checkpointer copies committed
 	// pages from the WAL into the database, without blocking writers.
 	checkpointEvery = 250 * time.Millisecond
-	// walRestartSize is the WAL size at which the checkpointer waits for
-	// a moment free of readers and writers to restart the WAL from its
-	// beginning, so that it cannot grow without bound.
+	// walRestartSize is the WAL size past which the WAL is started again
+	// from its beginning, so that it cannot grow without bound.
 	walRestartSize = 64 << 20
+	// walRestartLag is how many frames a checkpoint may leave behind for
+	// the writer to copy when it restarts the WAL.
+	walRestartLag = 512
 )
 
 // checkpointer copies the WAL into the database in the background.
+//
+// SQLite starts the WAL again from its beginning when a write transaction
+// begins and every frame in it has been copied into the database; under a
+// steady stream of commits a checkpoint running beside the writer never
+// catches up. So once the WAL is large, the checkpointer copies until only a
+// few frames are left and asks the writer to copy those between two of its
+// transactions. Nothing waits on a lock: the writer's pause is the copy of
+// those few frames (SQLite's own RESTART checkpoint would wait for the writer
+// through its busy handler, which sleeps for tens of milliseconds at a time).
 func (s *Store) checkpointer() {
 	defer close(s.ckDone)
 	t := time.NewTicker(checkpointEvery)
@@ -193,15 +210,26 @@ func (s *Store) checkpointer() {
 			return
 		case <-t.C:
 		}
-		// A busy result just means the next round does the rest.
-		s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-		// Restarting waits for the writer and copies what the passive
-		// pass left, so it follows one: the writer waits only for the
-		// frames committed in between.
-		if fi, err := os.Stat(s.path + "-wal"); err == nil && fi.Size() > walRestartSize {
-			s.ckdb.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+		frames, done, err := checkpoint(ctx, s.ckdb)
+		for err == nil && frames*pageSize > walRestartSize && frames-done > walRestartLag {
+			frames, done, err = checkpoint(ctx, s.ckdb)
+		}
+		if err == nil && frames*pageSize > walRestartSize {
+			select {
+			case s.restartWAL <- struct{}{}:
+			default:
+			}
 		}
 	}
+}
+
+// checkpoint runs a passive checkpoint on db and returns the frames in the
+// WAL and how many of them are in the database. A busy result just means
+// the next round does the rest.
+func checkpoint(ctx context.Context, db *sql.DB) (frames, done int, err error) {
+	var busy int
+	err = db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+	return frames, done, err
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -322,6 +350,9 @@ func (s *Store) writer() {
 	for {
 		batch = batch[:0]
 		select {
+		case <-s.restartWAL:
+			checkpoint(context.Background(), s.wdb)
+			continue
 		case r := <-s.writes:
 			batch = append(batch, r)
 		case <-s.done:
