@@ -201,7 +201,7 @@ func TestTamper(t *testing.T) {
 			sqlExec(t, dir,
 				fmt.Sprintf(`ATTACH DATABASE '%s' AS fork`, filepath.Join(fork, sqlite.FileName)),
 				`DELETE FROM log_entries`, `INSERT INTO log_entries SELECT * FROM fork.log_entries`,
-				`DELETE FROM log_tiles`, `INSERT INTO log_tiles SELECT * FROM fork.log_tiles`,
+				`DELETE FROM log_tile_parts`, `INSERT INTO log_tile_parts SELECT * FROM fork.log_tile_parts`,
 				`DELETE FROM log_checkpoints`, `INSERT INTO log_checkpoints SELECT * FROM fork.log_checkpoints`,
 				`DELETE FROM log_state`, `INSERT INTO log_state SELECT * FROM fork.log_state`,
 				`DETACH DATABASE fork`)
@@ -216,7 +216,7 @@ func TestTamper(t *testing.T) {
 			sqlExec(t, dir,
 				fmt.Sprintf(`ATTACH DATABASE '%s' AS fork`, filepath.Join(fork, sqlite.FileName)),
 				`DELETE FROM log_entries`, `INSERT INTO log_entries SELECT * FROM fork.log_entries`,
-				`DELETE FROM log_tiles`, `INSERT INTO log_tiles SELECT * FROM fork.log_tiles`,
+				`DELETE FROM log_tile_parts`, `INSERT INTO log_tile_parts SELECT * FROM fork.log_tile_parts`,
 				`DETACH DATABASE fork`)
 		},
 		opts: func(o auditverify.Options) auditverify.Options { o.Checkpoints, o.CheckpointNames = nil, nil; return o },
@@ -262,14 +262,14 @@ func TestTamper(t *testing.T) {
 		name: "tile interior node",
 		tamper: func(t *testing.T, dir string) {
 			// Flip a byte of the first interior node of tile 0/1 (the
-			// parent of entries 256 and 257).
+			// parent of entries 256 and 257), in the tile's first part.
 			var data []byte
 			var width int
-			if err := rawDB(t, dir).QueryRow(`SELECT width, data FROM log_tiles WHERE `+tileRow(0, 1)).Scan(&width, &data); err != nil {
+			if err := rawDB(t, dir).QueryRow(`SELECT width, data FROM log_tile_parts WHERE `+partRow(0, 1, 0)).Scan(&width, &data); err != nil {
 				t.Fatal(err)
 			}
 			data[width*32] ^= 1 // the interior rows follow the bottom row
-			sqlExec(t, dir, fmt.Sprintf(`UPDATE log_tiles SET data = x'%x' WHERE %s`, data, tileRow(0, 1)))
+			sqlExec(t, dir, fmt.Sprintf(`UPDATE log_tile_parts SET data = x'%x' WHERE %s`, data, partRow(0, 1, 0)))
 		},
 		want: want{kind: auditverify.KindTileMismatch, first: 256, last: 257},
 	}}
@@ -298,8 +298,14 @@ func TestTamper(t *testing.T) {
 
 // tileRow selects the row of tile level/index in the SQLite schema (a
 // tile's row id is level<<56 | index).
-func tileRow(level uint8, index uint64) string {
-	return fmt.Sprintf("id = %d", int64(level)<<56|int64(index))
+// tileRows selects the stored parts of a tile (see internal/store/sqlite).
+func tileRows(level uint8, index uint64) string {
+	return fmt.Sprintf("id >> 4 = %d", int64(level)<<55|int64(index))
+}
+
+// partRow selects one stored part of a tile.
+func partRow(level uint8, index uint64, part uint8) string {
+	return fmt.Sprintf("id = %d", int64(level)<<59|int64(index)<<4|int64(part))
 }
 
 // setEntry rewrites the one-entry chunk holding entry i.
@@ -425,7 +431,7 @@ func TestPruned(t *testing.T) {
 	checkFirst(t, rep, want{kind: auditverify.KindMissing, first: 400, last: 400, from: f.times[399], until: f.times[401]})
 
 	// Pruned entries whose tiles are gone leave checkpoints unchecked.
-	sqlExec(t, dir, `DELETE FROM log_tiles WHERE `+tileRow(0, 0))
+	sqlExec(t, dir, `DELETE FROM log_tile_parts WHERE `+tileRows(0, 0))
 	rep = verify(t, f, dir, witnessed(f))
 	if rep.Intact || rep.Problems[0].Kind != auditverify.KindTileMismatch || rep.CheckpointsUnchecked == 0 {
 		t.Errorf("tiles of pruned entries deleted:\n%s", rep)

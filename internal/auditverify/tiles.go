@@ -57,9 +57,13 @@ func (r *run) tileNode(height uint8, index uint64) (h auditlog.Hash, ok bool, er
 
 func (r *run) loadTile(t *tileView, level uint8, index uint64) error {
 	t.index, t.data, t.width = int64(index), nil, 0
-	rec, err := r.st.Tile(r.ctx, level, index)
+	rec, err := store.ReadTile(r.ctx, r.st, level, index)
 	if errors.Is(err, store.ErrNotFound) {
 		r.tileProblem(level, index, index<<(tileHeight*uint(level)+tileHeight), fmt.Sprintf("tile %d/%d is missing", level, index))
+		return nil
+	}
+	if errors.Is(err, store.ErrBadTile) {
+		r.tileProblem(level, index, index<<(tileHeight*uint(level)+tileHeight), err.Error())
 		return nil
 	}
 	if err != nil {

@@ -35,7 +35,7 @@ import (
 type Store interface {
 	LogState(ctx context.Context) (store.LogState, error)
 	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
-	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
+	store.TilePartReader
 	// Checkpoints returns up to limit stored checkpoints with size >
 	// after, in order of size.
 	Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error)

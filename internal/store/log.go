@@ -35,7 +35,8 @@ type Chunk struct {
 // of width W (1..256) covers the W tree nodes at height 8L starting at
 // 256n; Data holds its rows from the bottom up: W hashes, then W/2 parents,
 // W/4, ..., each row the complete nodes over the row below, 32 bytes each.
-// The first 32·W bytes are the tile the tlog-tiles API serves.
+// The first 32·W bytes are the tile the tlog-tiles API serves. Backends
+// store a tile as parts (see TilePart).
 type Tile struct {
 	Level uint8
 	Index uint64
@@ -43,11 +44,11 @@ type Tile struct {
 	Data  []byte
 }
 
-// Integration is one step of the tree: the tiles that changed and the signed
-// checkpoint for the new size.
+// Integration is one step of the tree: the tile parts that changed and the
+// signed checkpoint for the new size.
 type Integration struct {
 	Size       uint64
-	Tiles      []Tile
+	Tiles      []TilePart
 	Checkpoint []byte
 	Time       time.Time
 }

@@ -86,7 +86,7 @@ func (l *Log) serveTile(w http.ResponseWriter, r *http.Request, info auditlog.Ti
 		http.Error(w, "no such tile", http.StatusNotFound)
 		return
 	}
-	rec, err := l.st.Tile(r.Context(), info.Level, info.Index)
+	rec, err := store.ReadTile(r.Context(), l.st, info.Level, info.Index)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && rec.Width < info.Width) {
 		http.Error(w, "no such tile", http.StatusNotFound)
 		return

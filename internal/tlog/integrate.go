@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -163,24 +164,31 @@ func (l *Log) extend(ctx context.Context, hashes []auditlog.Hash) error {
 	in := store.Integration{Size: cp.Size, Checkpoint: signed, Time: l.cfg.Now()}
 	// Full tiles go ahead in small writes, so no single commit holds up
 	// the appends queued behind it for long; the growing tiles go with
-	// the checkpoint.
-	var full []store.Tile
+	// the checkpoint. Only the parts that changed are written.
+	var full [][]store.TilePart
 	for _, t := range l.dirty {
+		parts, err := t.changed()
+		if err != nil {
+			return l.fail(ctx, fmt.Errorf("tlog: %w", err))
+		}
 		if t.width() == tileWidth {
-			full = append(full, t.record())
+			full = append(full, parts)
 		} else {
-			in.Tiles = append(in.Tiles, t.record())
+			in.Tiles = append(in.Tiles, parts...)
 		}
 	}
 	for len(full) > 0 {
 		n := min(len(full), tilesPerWrite)
-		if err := l.st.PutTiles(ctx, full[:n]); err != nil {
+		if err := l.st.PutTiles(ctx, slices.Concat(full[:n]...)); err != nil {
 			return l.fail(ctx, fmt.Errorf("tlog: store tiles: %w", err))
 		}
 		full = full[n:]
 	}
 	if err := l.st.Integrate(ctx, from, in); err != nil {
 		return l.fail(ctx, fmt.Errorf("tlog: store integration: %w", err))
+	}
+	for _, t := range l.dirty {
+		t.stored = t.width()
 	}
 	// Full tiles leave the right edge.
 	for k, t := range l.edge {
@@ -245,7 +253,7 @@ func (l *Log) loadTree(ctx context.Context, state store.LogState) error {
 			break
 		}
 		if w := n % tileWidth; w != 0 {
-			rec, err := l.st.Tile(ctx, level, n/tileWidth)
+			rec, err := store.ReadTile(ctx, l.st, level, n/tileWidth)
 			if err != nil {
 				return fmt.Errorf("tlog: load tile %d/%d: %w", level, n/tileWidth, err)
 			}
@@ -262,6 +270,7 @@ func (l *Log) loadTree(ctx context.Context, state store.LogState) error {
 			for k := range t.rows {
 				t.rows[k] = t.rows[k][:w>>k]
 			}
+			t.stored = t.width()
 			l.edge[tileKey{level, n / tileWidth}] = t
 		}
 	}

@@ -33,11 +33,10 @@ type Store interface {
 	// Integrate stores one integration step if the tree has size from, and
 	// fails with store.ErrConflict otherwise.
 	Integrate(ctx context.Context, from uint64, in store.Integration) error
-	// PutTiles stores tiles ahead of the integration that covers them,
-	// keeping the widest version of each.
-	PutTiles(ctx context.Context, tiles []store.Tile) error
-	// Tile returns the widest stored version of a tile, or store.ErrNotFound.
-	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
+	// PutTiles stores tile parts ahead of the integration that covers
+	// them, keeping the widest version of each.
+	PutTiles(ctx context.Context, parts []store.TilePart) error
+	TileReader
 }
 
 // Defaults.

@@ -12,70 +12,131 @@ import (
 	"github.com/custos-dev/custos/internal/store"
 )
 
-// TileReader reads stored tiles.
-type TileReader interface {
-	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
-}
+// TileReader reads stored tile parts.
+type TileReader = store.TilePartReader
 
-// nodeReader reads tree nodes from stored tiles, remembering the tiles it
-// has read. With a cache it also shares full tiles above level 0 (they
-// never change) with other readers.
+// nodeReader reads tree nodes from stored tiles. Nodes in level-0 tiles are
+// read from the one or two parts of their tile that hold them (a few KiB);
+// tiles above level 0 are read whole and, with a cache, shared with other
+// readers: there are 256 times fewer of them, and most never change.
 type nodeReader struct {
 	st    TileReader
 	cache *tileCache
-	tiles map[tileKey]store.Tile
+	parts map[partKey]store.TilePart // level-0 parts read so far
+	tiles map[tileKey]store.Tile     // upper tiles read so far, without a cache
 }
 
-func (r *nodeReader) tile(ctx context.Context, level uint8, idx uint64) (store.Tile, error) {
-	k := tileKey{level, idx}
-	if t, ok := r.tiles[k]; ok {
-		return t, nil
+type partKey struct {
+	tile tileKey
+	part uint8
+}
+
+// prefetch reads the stored parts holding the given nodes: one read per
+// tile.
+func (r *nodeReader) prefetch(ctx context.Context, ids []compact.NodeID) error {
+	var masks map[tileKey]uint16
+	for _, id := range ids {
+		level, idx, sub, pos := locate(id.Level, id.Index)
+		k := tileKey{level, idx}
+		if level > 0 {
+			continue // read whole, on first use
+		}
+		if _, ok := r.parts[partKey{k, store.NodePart(sub, pos)}]; ok {
+			continue
+		}
+		if masks == nil {
+			masks = make(map[tileKey]uint16)
+		}
+		masks[k] |= 1 << store.NodePart(sub, pos)
 	}
-	if t, ok := r.cache.get(k); ok {
-		return t, nil
+	for k, mask := range masks {
+		if err := r.readParts(ctx, k, mask); err != nil {
+			return err
+		}
 	}
-	t, err := r.st.Tile(ctx, level, idx)
+	return nil
+}
+
+func (r *nodeReader) readParts(ctx context.Context, k tileKey, mask uint16) error {
+	parts, err := r.st.TileParts(ctx, k.level, k.index, mask)
 	if err != nil {
-		return t, err
+		return fmt.Errorf("tlog: read tile %d/%d: %w", k.level, k.index, err)
+	}
+	if r.parts == nil {
+		r.parts = make(map[partKey]store.TilePart)
+	}
+	for _, p := range parts {
+		r.parts[partKey{k, p.Part}] = p
+	}
+	return nil
+}
+
+// upper returns an upper tile wide enough to hold the node at (sub, pos).
+func (r *nodeReader) upper(ctx context.Context, k tileKey, sub int, pos uint64) (store.Tile, error) {
+	need := int(pos+1) << sub
+	if t, ok := r.tiles[k]; ok && t.Width >= need {
+		return t, nil
+	}
+	if t, ok := r.cache.get(k); ok && t.Width >= need {
+		return t, nil
+	}
+	t, err := store.ReadTile(ctx, r.st, k.level, k.index)
+	if err != nil {
+		return t, fmt.Errorf("tlog: read tile %d/%d: %w", k.level, k.index, err)
+	}
+	if r.cache != nil {
+		r.cache.put(k, t)
+		return t, nil
 	}
 	if r.tiles == nil {
 		r.tiles = make(map[tileKey]store.Tile)
 	}
 	r.tiles[k] = t
-	if level > 0 && t.Width == tileWidth {
-		r.cache.put(k, t)
-	}
 	return t, nil
 }
 
 func (r *nodeReader) node(ctx context.Context, id compact.NodeID) (auditlog.Hash, error) {
 	level, idx, sub, pos := locate(id.Level, id.Index)
-	t, err := r.tile(ctx, level, idx)
-	if err != nil {
-		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d: %w", id.Level, id.Index, err)
+	k := tileKey{level, idx}
+	if level > 0 {
+		t, err := r.upper(ctx, k, sub, pos)
+		if err != nil {
+			return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d: %w", id.Level, id.Index, err)
+		}
+		// Rows are stored bottom-up, row k holding Width>>k hashes.
+		off := 0
+		for k := range sub {
+			off += t.Width >> k
+		}
+		if pos >= uint64(t.Width>>sub) || len(t.Data) < (off+int(pos)+1)*len(auditlog.Hash{}) {
+			return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d (width %d)", id.Level, id.Index, level, idx, t.Width)
+		}
+		var h auditlog.Hash
+		copy(h[:], t.Data[(off+int(pos))*len(h):])
+		return h, nil
 	}
-	// Rows are stored bottom-up, row k holding Width>>k hashes.
-	off := 0
-	for k := range sub {
-		off += t.Width >> k
+	pk := partKey{k, store.NodePart(sub, pos)}
+	if _, ok := r.parts[pk]; !ok {
+		if err := r.readParts(ctx, k, 1<<pk.part); err != nil {
+			return auditlog.Hash{}, err
+		}
 	}
-	if pos >= uint64(t.Width>>sub) || len(t.Data) < (off+int(pos)+1)*len(auditlog.Hash{}) {
-		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d (width %d)", id.Level, id.Index, level, idx, t.Width)
+	h, ok := r.parts[pk].Node(sub, pos)
+	if !ok {
+		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d", id.Level, id.Index, level, idx)
 	}
-	var h auditlog.Hash
-	copy(h[:], t.Data[(off+int(pos))*len(h):])
 	return h, nil
 }
 
-// tileCache holds full tiles above level 0, which never change. It is
-// bounded: at its limit it drops an arbitrary tile.
+// tileCache holds tiles above level 0. It is bounded: at its limit it drops
+// an arbitrary tile.
 type tileCache struct {
 	mu    sync.Mutex
 	tiles map[tileKey]store.Tile
 }
 
-// maxCachedTiles bounds the cache: 16 MiB of full tiles, enough for the
-// upper levels of a log of over a billion entries.
+// maxCachedTiles bounds the cache: 16 MiB of tiles, enough for the upper
+// levels of a log of over a quarter of a billion entries.
 const maxCachedTiles = 1024
 
 func (c *tileCache) get(k tileKey) (store.Tile, bool) {
@@ -88,14 +149,18 @@ func (c *tileCache) get(k tileKey) (store.Tile, bool) {
 	return t, ok
 }
 
+// put caches t unless a wider version of it is cached.
 func (c *tileCache) put(k tileKey, t store.Tile) {
-	if c == nil {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.tiles == nil {
 		c.tiles = make(map[tileKey]store.Tile)
+	}
+	if old, ok := c.tiles[k]; ok {
+		if old.Width < t.Width {
+			c.tiles[k] = t
+		}
+		return
 	}
 	if len(c.tiles) >= maxCachedTiles {
 		for old := range c.tiles {
@@ -107,6 +172,9 @@ func (c *tileCache) put(k tileKey, t store.Tile) {
 }
 
 func (r *nodeReader) proof(ctx context.Context, n proof.Nodes) ([]auditlog.Hash, error) {
+	if err := r.prefetch(ctx, n.IDs); err != nil {
+		return nil, err
+	}
 	hs := make([][]byte, len(n.IDs))
 	for i, id := range n.IDs {
 		h, err := r.node(ctx, id)

@@ -20,6 +20,8 @@ type tile struct {
 	level uint8
 	index uint64
 	rows  [tileHeight][]auditlog.Hash
+	// stored is the width the store holds: parts over it need no rewrite.
+	stored int
 }
 
 func (t *tile) width() int { return len(t.rows[0]) }
@@ -45,7 +47,12 @@ func (t *tile) set(sub int, pos uint64, h auditlog.Hash) error {
 	return nil
 }
 
-// record encodes the tile for the store: its rows bottom-up.
+// changed returns the tile's parts that changed since it was stored.
+func (t *tile) changed() ([]store.TilePart, error) {
+	return store.SplitTile(t.record(), t.stored)
+}
+
+// record encodes the tile: its rows bottom-up.
 func (t *tile) record() store.Tile {
 	n := 0
 	for _, r := range t.rows {

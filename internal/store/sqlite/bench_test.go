@@ -3,7 +3,6 @@ package sqlite_test
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -92,36 +91,47 @@ func BenchmarkAppendChunk(b *testing.B) {
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "entries/s")
 }
 
-// BenchmarkTileRead measures reading full level-0 tiles (with their
-// interior rows: 16 KiB each) from a store holding 4096 of them.
+// BenchmarkTileRead measures reading level-0 tiles from a store holding
+// 4096 full ones: the two parts an inclusion proof reads, and whole tiles.
 func BenchmarkTileRead(b *testing.B) {
-	for _, w := range []int{32, 256} {
-		b.Run(fmt.Sprint(w), func(b *testing.B) { benchmarkTileRead(b, w) })
-	}
-}
-
-func benchmarkTileRead(b *testing.B, w int) {
 	st, err := sqlite.Open(b.Context(), b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	data := make([]byte, (2*w-1)*32)
-	var tiles []store.Tile
-	for i := range 4096 {
-		tiles = append(tiles, store.Tile{Level: 0, Index: uint64(i), Width: w, Data: data})
-		if len(tiles) == 16 {
-			if err := st.PutTiles(b.Context(), tiles); err != nil {
-				b.Fatal(err)
-			}
-			tiles = tiles[:0]
-		}
-	}
-	i := uint64(0)
-	for b.Loop() {
-		i = (i*2654435761 + 1) % 4096
-		if _, err := st.Tile(b.Context(), 0, i); err != nil {
+	const tiles = 4096
+	data := make([]byte, (2*store.TileWidth-2)*store.HashSize) // rows 0–7
+	var parts []store.TilePart
+	for i := range tiles {
+		ps, err := store.SplitTile(store.Tile{Level: 0, Index: uint64(i), Width: store.TileWidth, Data: data}, 0)
+		if err != nil {
 			b.Fatal(err)
 		}
+		parts = append(parts, ps...)
+		if len(parts) >= 16*len(ps) {
+			if err := st.PutTiles(b.Context(), parts); err != nil {
+				b.Fatal(err)
+			}
+			parts = parts[:0]
+		}
 	}
+	b.Run("proof", func(b *testing.B) {
+		i := uint64(0)
+		for b.Loop() {
+			i = (i*2654435761 + 1) % tiles
+			ps, err := st.TileParts(b.Context(), 0, i, 1<<(i%8)|1<<store.TopPart)
+			if err != nil || len(ps) != 2 {
+				b.Fatal(len(ps), err)
+			}
+		}
+	})
+	b.Run("whole", func(b *testing.B) {
+		i := uint64(0)
+		for b.Loop() {
+			i = (i*2654435761 + 1) % tiles
+			if _, err := store.ReadTile(b.Context(), st, 0, i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -182,40 +182,6 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 	})
 }
 
-const qPutTile = `INSERT INTO log_tiles (id, width, data) VALUES (?, ?, ?)
-	ON CONFLICT (id) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tiles.width`
-
-func (s *Store) putTiles(ctx context.Context, tx *sql.Tx, tiles []store.Tile) error {
-	for _, t := range tiles {
-		if _, err := s.exec(ctx, tx, qPutTile, tileID(t.Level, t.Index), t.Width, t.Data); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// PutTiles stores tiles ahead of the integration step that covers them,
-// keeping the widest version of each. Tiles beyond the integrated tree are
-// harmless: readers take from a tile only what a checkpoint covers.
-func (s *Store) PutTiles(ctx context.Context, tiles []store.Tile) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.putTiles(ctx, tx, tiles) })
-}
-
-// tileID is a tile's row id: level << 56 | index. A tree of 2^64 entries
-// has 8 tile levels, and an index at level L is below 2^(56-8L).
-func tileID(level uint8, index uint64) int64 { return int64(level)<<56 | int64(index) }
-
-// Tile returns the stored tile at level, index: the widest written so far.
-// It fails with store.ErrNotFound if there is none.
-func (s *Store) Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error) {
-	t := store.Tile{Level: level, Index: index}
-	err := s.queryRow(ctx, `SELECT width, data FROM log_tiles WHERE id = ?`, tileID(level, index)).Scan(&t.Width, &t.Data)
-	if errors.Is(err, sql.ErrNoRows) {
-		return t, fmt.Errorf("tile %d/%d: %w", level, index, store.ErrNotFound)
-	}
-	return t, err
-}
-
 // Checkpoints returns up to limit signed checkpoints with size > after, in
 // order of size.
 func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error) {

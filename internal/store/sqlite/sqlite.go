@@ -237,7 +237,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(splitTiles))
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
@@ -266,7 +266,7 @@ func (s *Store) Close() error {
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq, qPutTile)
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq, qPutTilePart)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {

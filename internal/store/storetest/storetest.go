@@ -22,8 +22,8 @@ type Backend interface {
 	AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error)
 	Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error)
 	Integrate(ctx context.Context, from uint64, in store.Integration) error
-	Tile(ctx context.Context, level uint8, index uint64) (store.Tile, error)
-	PutTiles(ctx context.Context, tiles []store.Tile) error
+	TileParts(ctx context.Context, level uint8, index uint64, parts uint16) ([]store.TilePart, error)
+	PutTiles(ctx context.Context, parts []store.TilePart) error
 	Checkpoints(ctx context.Context, after uint64, limit int) ([]store.LogCheckpoint, error)
 	PruneEntries(ctx context.Context, before uint64) error
 	InsertNoteKey(ctx context.Context, k store.NoteKey) error

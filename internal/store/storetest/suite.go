@@ -460,34 +460,62 @@ func testLog(t *testing.T, b Backend) {
 	}
 
 	// Integrate is a compare-and-swap too, and never beyond what is stored.
-	tile := func(w int) store.Tile { return store.Tile{Level: 0, Index: 0, Width: w, Data: make([]byte, 32*w)} }
-	in := store.Integration{Size: 3, Tiles: []store.Tile{tile(3)}, Checkpoint: []byte("cp3"), Time: t0}
+	part := func(level uint8, index uint64, num uint8, w int) store.TilePart {
+		return store.TilePart{Level: level, Index: index, Part: num, Width: w, Data: bytes.Repeat([]byte{num}, 32*w)}
+	}
+	in := store.Integration{Size: 3, Tiles: []store.TilePart{part(0, 0, 0, 3)}, Checkpoint: []byte("cp3"), Time: t0}
 	mustErr(t, b.Integrate(ctx, 1, in), store.ErrConflict)
 	mustErr(t, b.Integrate(ctx, 0, store.Integration{Size: 7, Checkpoint: []byte("cp7"), Time: t0}), store.ErrConflict)
 	must(t, b.Integrate(ctx, 0, in))
 	mustErr(t, b.Integrate(ctx, 0, in), store.ErrConflict)
-	wide := tile(6)
-	wide.Data[0] = 1
-	must(t, b.Integrate(ctx, 3, store.Integration{Size: 6, Tiles: []store.Tile{wide}, Checkpoint: []byte("cp6"), Time: t0.Add(time.Second)}))
-	got, err := b.Tile(ctx, 0, 0)
+	wide := part(0, 0, 0, 6)
+	wide.Data[0] = 0xff
+	must(t, b.Integrate(ctx, 3, store.Integration{Size: 6, Tiles: []store.TilePart{wide}, Checkpoint: []byte("cp6"), Time: t0.Add(time.Second)}))
+	got, err := b.TileParts(ctx, 0, 0, store.AllParts)
 	must(t, err)
-	if !reflect.DeepEqual(got, wide) {
-		t.Fatalf("tile = width %d, want the widest (6)", got.Width)
+	if !reflect.DeepEqual(got, []store.TilePart{wide}) {
+		t.Fatalf("tile 0/0 parts = %+v, want the widest part 0 (width 6)", got)
 	}
-	_, err = b.Tile(ctx, 1, 0)
-	mustErr(t, err, store.ErrNotFound)
-	// Tiles stored ahead keep the widest version too.
-	narrow := tile(2)
-	must(t, b.PutTiles(ctx, []store.Tile{narrow, {Level: 1, Index: 0, Width: 1, Data: make([]byte, 32)}}))
-	got, err = b.Tile(ctx, 0, 0)
+	got, err = b.TileParts(ctx, 1, 0, store.AllParts)
 	must(t, err)
-	if got.Width != 6 {
-		t.Fatalf("a narrower tile replaced a wider one: width %d", got.Width)
+	if len(got) != 0 {
+		t.Fatalf("tile 1/0 has parts %+v before any was stored", got)
 	}
-	got, err = b.Tile(ctx, 1, 0)
+	// Parts stored ahead keep the widest version too.
+	top, p3, p5, other := part(0, 0, store.TopPart, 1), part(0, 0, 3, 4), part(0, 0, 5, 1), part(0, 1, 0, 2)
+	must(t, b.PutTiles(ctx, []store.TilePart{part(0, 0, 0, 2), part(1, 0, 0, 1), top, p3, p5, other}))
+	got, err = b.TileParts(ctx, 0, 0, 1<<0|1<<store.TopPart)
 	must(t, err)
-	if got.Width != 1 {
-		t.Fatalf("PutTiles: tile 1/0 width %d", got.Width)
+	if !reflect.DeepEqual(got, []store.TilePart{wide, top}) {
+		t.Fatalf("tile 0/0 parts 0 and top = %+v; a narrower part may have replaced a wider one", got)
+	}
+	for _, c := range []struct {
+		mask uint16
+		want []store.TilePart
+	}{
+		{1 << 3, []store.TilePart{p3}},
+		{1<<0 | 1<<3 | 1<<store.TopPart, []store.TilePart{wide, p3, top}},
+		{store.AllParts, []store.TilePart{wide, p3, p5, top}},
+		{1 << 1, nil},
+	} {
+		got, err = b.TileParts(ctx, 0, 0, c.mask)
+		must(t, err)
+		if !reflect.DeepEqual(got, c.want) {
+			t.Fatalf("TileParts(0, 0, %b) = %+v, want %+v", c.mask, got, c.want)
+		}
+	}
+	got, err = b.TileParts(ctx, 0, 1, store.AllParts)
+	must(t, err)
+	if !reflect.DeepEqual(got, []store.TilePart{other}) {
+		t.Fatalf("tile 0/1 parts = %+v", got)
+	}
+	got, err = b.TileParts(ctx, 1, 0, store.AllParts)
+	must(t, err)
+	if len(got) != 1 || got[0].Width != 1 {
+		t.Fatalf("PutTiles: tile 1/0 parts %+v", got)
+	}
+	if err := b.PutTiles(ctx, []store.TilePart{part(0, 2, store.TopPart+1, 1)}); err == nil {
+		t.Fatal("PutTiles stored a part past the top part")
 	}
 	st, err = b.LogState(ctx)
 	must(t, err)
