@@ -11,21 +11,27 @@ var ErrBadTile = errors.New("malformed tile")
 
 // Tile geometry (c2sp.org/tlog-tiles), and how a tile is stored.
 //
-// A tile is stored as up to nine parts, so that an inclusion proof reads a
-// few kilobytes rather than a whole tile with its interior rows (16 KiB):
+// A tile is stored as up to nine parts, so that an inclusion proof reads
+// one row of a few kilobytes rather than a whole tile with its interior rows
+// (16 KiB):
 //
 //   - bottom parts 0–7: part p holds the tile's nodes over the bottom-row
-//     positions [32p, 32p+32), that is the five rows of a 32-wide subtree:
-//     up to 32, 16, 8, 4 and 2 hashes;
+//     positions [32p, 32p+32), that is the five rows of a 32-wide subtree
+//     (up to 32, 16, 8, 4 and 2 hashes), followed by a copy of the tile's
+//     top rows as they were when the part was written;
 //   - the top part (TopPart) holds the tile's three upper rows, whose
 //     nodes span bottom parts: up to 8, 4 and 2 hashes.
 //
 // A part's Width is its bottom row's length: 1–32 for a bottom part, 1–8
 // (the tile's width / 32) for the top part. A part's Data holds its rows
-// bottom-up, each row the complete nodes over the row below, 32 bytes each.
-// A bottom part's node over positions [i·2^k, (i+1)·2^k) of its subtree is
-// in its row k at i. Parts only grow: a tile's parts are rewritten, widest
-// wins, as the tree grows.
+// bottom-up, each row the complete nodes over the row below, 32 bytes each;
+// the length of a bottom part's top copy tells its width (0–8). A bottom
+// part's node over positions [i·2^k, (i+1)·2^k) of its subtree is in its
+// row k at i. Parts only grow: a tile's parts are rewritten, widest wins,
+// as the tree grows, and whenever the top rows grow every bottom part is
+// rewritten with the new copy, so a proof finds the upper nodes it needs in
+// the bottom part it reads. The top part is what whole tiles are rebuilt
+// from.
 const (
 	TileHeight = 8
 	TileWidth  = 1 << TileHeight
@@ -67,65 +73,96 @@ func NodePart(sub int, pos uint64) uint8 {
 	return uint8(pos >> (partHeight - sub))
 }
 
+// topWidth returns the width of the top rows held in n hashes, and false if
+// no width fits.
+func topWidth(n int) (int, bool) {
+	for w := range TileWidth/partWidth + 1 {
+		if rowsSize(w, TileHeight-partHeight) == n {
+			return w, true
+		}
+	}
+	return 0, false
+}
+
 // Node returns the hash in part p of the node sub rows above the tile's
-// bottom at position pos of that row (as NodePart found p), and false if the
-// part does not hold it (it is too narrow, or the node is in another part).
+// bottom at position pos of that row, and false if the part does not hold
+// it: it is in another part, or not yet complete when the part was written.
+// A bottom part holds the nodes of its subtree and, in its copy of the top
+// rows, the upper ones.
 func (p TilePart) Node(sub int, pos uint64) ([HashSize]byte, bool) {
 	var h [HashSize]byte
-	if sub < 0 || sub >= TileHeight || pos >= TileWidth>>sub || NodePart(sub, pos) != p.Part || p.Width < 1 {
+	if sub < 0 || sub >= TileHeight || pos >= TileWidth>>sub || p.Width < 1 || !validPart(p) {
 		return h, false
 	}
-	row, local := sub, pos
-	if p.Part != TopPart {
-		local = pos & (1<<(partHeight-sub) - 1)
-	} else {
+	var row, off int
+	local := pos
+	switch {
+	case sub >= partHeight && p.Part == TopPart:
 		row = sub - partHeight
-	}
-	if local >= uint64(p.Width>>row) {
+	case sub >= partHeight:
+		// The bottom part's copy of the top rows.
+		row, off = sub-partHeight, rowsSize(p.Width, partHeight)
+		tw, _ := topWidth(len(p.Data)/HashSize - off)
+		if local >= uint64(tw>>row) {
+			return h, false
+		}
+		off += rowsSize(tw, row)
+	case NodePart(sub, pos) == p.Part:
+		row, local = sub, pos&(1<<(partHeight-sub)-1)
+	default:
 		return h, false
 	}
-	off := (rowsSize(p.Width, row) + int(local)) * HashSize
-	if off+HashSize > len(p.Data) {
-		return h, false
+	if sub < partHeight || p.Part == TopPart {
+		if local >= uint64(p.Width>>row) {
+			return h, false
+		}
+		off = rowsSize(p.Width, row)
 	}
-	copy(h[:], p.Data[off:])
+	i := (off + int(local)) * HashSize
+	copy(h[:], p.Data[i:])
 	return h, true
 }
 
 // validPart reports whether p's width and size agree.
 func validPart(p TilePart) bool {
-	maxWidth, rows := partWidth, partHeight
-	if p.Part == TopPart {
-		maxWidth, rows = TileWidth/partWidth, TileHeight-partHeight
+	if p.Part > TopPart || p.Width < 1 || len(p.Data)%HashSize != 0 {
+		return false
 	}
-	return p.Part <= TopPart && p.Width >= 1 && p.Width <= maxWidth && len(p.Data) == rowsSize(p.Width, rows)*HashSize
+	n := len(p.Data) / HashSize
+	if p.Part == TopPart {
+		return p.Width <= TileWidth/partWidth && n == rowsSize(p.Width, TileHeight-partHeight)
+	}
+	_, ok := topWidth(n - rowsSize(p.Width, partHeight))
+	return p.Width <= partWidth && ok
 }
 
 // SplitTile returns the parts of tile t that differ from the same tile at
-// width from (0 for all of them): the bottom parts over [from, t.Width) and
-// the top part if its rows grew.
+// width from (0 for all of them): the bottom parts over [from, t.Width),
+// or all of them if the top rows grew, and then the top part.
 func SplitTile(t Tile, from int) ([]TilePart, error) {
 	w := t.Width
 	if w < 1 || w > TileWidth || from < 0 || from > w || len(t.Data) != rowsSize(w, TileHeight)*HashSize {
 		return nil, fmt.Errorf("tile %d/%d: bad tile (width %d, %d bytes)", t.Level, t.Index, w, len(t.Data))
 	}
-	rowAt := func(k int) int { return rowsSize(w, k) }
+	tw := w / partWidth
+	topGrew := tw != from/partWidth
+	top := t.Data[rowsSize(w, partHeight)*HashSize:]
+	if topGrew {
+		from = 0
+	}
 	var parts []TilePart
 	for p := from / partWidth; p*partWidth < w; p++ {
-		if p*partWidth+partWidth <= from {
-			continue
-		}
 		pw := min(partWidth, w-p*partWidth)
-		data := make([]byte, 0, rowsSize(pw, partHeight)*HashSize)
+		data := make([]byte, 0, (rowsSize(pw, partHeight)+rowsSize(tw, TileHeight-partHeight))*HashSize)
 		for k := range partHeight {
-			start := rowAt(k) + p*partWidth>>k
+			start := rowsSize(w, k) + p*partWidth>>k
 			data = append(data, t.Data[start*HashSize:(start+pw>>k)*HashSize]...)
 		}
+		data = append(data, top...)
 		parts = append(parts, TilePart{Level: t.Level, Index: t.Index, Part: uint8(p), Width: pw, Data: data})
 	}
-	if tw := w / partWidth; tw > 0 && tw != from/partWidth {
-		start := rowAt(partHeight) * HashSize
-		parts = append(parts, TilePart{Level: t.Level, Index: t.Index, Part: TopPart, Width: tw, Data: append([]byte(nil), t.Data[start:]...)})
+	if tw > 0 && topGrew {
+		parts = append(parts, TilePart{Level: t.Level, Index: t.Index, Part: TopPart, Width: tw, Data: append([]byte(nil), top...)})
 	}
 	return parts, nil
 }

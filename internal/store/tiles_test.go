@@ -51,7 +51,9 @@ func TestSplitJoinTile(t *testing.T) {
 		if got.Width != w || !bytes.Equal(got.Data, tile.Data) {
 			t.Fatalf("width %d: joined tile differs (width %d)", w, got.Width)
 		}
-		// Every node is found in the part NodePart names, and only there.
+		// Every node is found in the part NodePart names; upper nodes are
+		// also in every bottom part's copy of the top rows; lower nodes
+		// are only in their own part.
 		byNum := map[uint8]TilePart{}
 		for _, p := range parts {
 			byNum[p.Part] = p
@@ -64,7 +66,11 @@ func TestSplitJoinTile(t *testing.T) {
 					t.Fatalf("width %d: node %d/%d not found in part %d", w, k, i, p)
 				}
 				for _, other := range parts {
-					if _, ok := other.Node(k, uint64(i)); ok && other.Part != p {
+					h, ok := other.Node(k, uint64(i))
+					switch {
+					case k >= partHeight && (!ok || h != rows[k][i]):
+						t.Fatalf("width %d: upper node %d/%d not in part %d", w, k, i, other.Part)
+					case k < partHeight && ok && other.Part != p:
 						t.Fatalf("width %d: node %d/%d also found in part %d", w, k, i, other.Part)
 					}
 				}
@@ -99,6 +105,14 @@ func TestGrowTile(t *testing.T) {
 		var all []TilePart
 		for _, p := range stored {
 			all = append(all, p)
+			// Each stored part has the current top rows.
+			for k := partHeight; k < TileHeight; k++ {
+				for i := range w >> k {
+					if h, ok := p.Node(k, uint64(i)); !ok || h != rows[k][i] {
+						t.Fatalf("width %d: part %d lacks upper node %d/%d", w, p.Part, k, i)
+					}
+				}
+			}
 		}
 		got, err := JoinTile(1, 7, all)
 		if err != nil {

@@ -31,8 +31,10 @@ type partKey struct {
 	part uint8
 }
 
-// prefetch reads the stored parts holding the given nodes: one read per
-// tile.
+// prefetch reads the stored parts of level-0 tiles holding the given
+// nodes, one read per tile: the bottom parts of the lower nodes, and the
+// top part only if no bottom part is read (each carries a copy of the top
+// rows; node reads the top part if the copy lacks a node).
 func (r *nodeReader) prefetch(ctx context.Context, ids []compact.NodeID) error {
 	var masks map[tileKey]uint16
 	for _, id := range ids {
@@ -41,15 +43,23 @@ func (r *nodeReader) prefetch(ctx context.Context, ids []compact.NodeID) error {
 		if level > 0 {
 			continue // read whole, on first use
 		}
-		if _, ok := r.parts[partKey{k, store.NodePart(sub, pos)}]; ok {
-			continue
-		}
 		if masks == nil {
 			masks = make(map[tileKey]uint16)
 		}
 		masks[k] |= 1 << store.NodePart(sub, pos)
 	}
 	for k, mask := range masks {
+		if mask != 1<<store.TopPart {
+			mask &^= 1 << store.TopPart
+		}
+		for p := range uint8(store.TopPart + 1) {
+			if _, ok := r.parts[partKey{k, p}]; ok {
+				mask &^= 1 << p
+			}
+		}
+		if mask == 0 {
+			continue
+		}
 		if err := r.readParts(ctx, k, mask); err != nil {
 			return err
 		}
@@ -116,6 +126,17 @@ func (r *nodeReader) node(ctx context.Context, id compact.NodeID) (auditlog.Hash
 		return h, nil
 	}
 	pk := partKey{k, store.NodePart(sub, pos)}
+	if pk.part == store.TopPart {
+		// An upper node: in any bottom part's copy of the top rows, or
+		// in the top part.
+		for p := range uint8(store.TopPart + 1) {
+			if part, ok := r.parts[partKey{k, p}]; ok {
+				if h, ok := part.Node(sub, pos); ok {
+					return h, nil
+				}
+			}
+		}
+	}
 	if _, ok := r.parts[pk]; !ok {
 		if err := r.readParts(ctx, k, 1<<pk.part); err != nil {
 			return auditlog.Hash{}, err

@@ -92,7 +92,7 @@ func BenchmarkAppendChunk(b *testing.B) {
 }
 
 // BenchmarkTileRead measures reading level-0 tiles from a store holding
-// 4096 full ones: the two parts an inclusion proof reads, and whole tiles.
+// 4096 full ones: the part an inclusion proof reads, and whole tiles.
 func BenchmarkTileRead(b *testing.B) {
 	st, err := sqlite.Open(b.Context(), b.TempDir())
 	if err != nil {
@@ -119,11 +119,24 @@ func BenchmarkTileRead(b *testing.B) {
 		i := uint64(0)
 		for b.Loop() {
 			i = (i*2654435761 + 1) % tiles
-			ps, err := st.TileParts(b.Context(), 0, i, 1<<(i%8)|1<<store.TopPart)
-			if err != nil || len(ps) != 2 {
+			ps, err := st.TileParts(b.Context(), 0, i, 1<<(i%8))
+			if err != nil || len(ps) != 1 {
 				b.Fatal(len(ps), err)
 			}
 		}
+	})
+	b.Run("proof-parallel", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			i := uint64(0)
+			for pb.Next() {
+				i = (i*2654435761 + 1) % tiles
+				ps, err := st.TileParts(b.Context(), 0, i, 1<<(i%8))
+				if err != nil || len(ps) != 1 {
+					b.Error(len(ps), err)
+					return
+				}
+			}
+		})
 	})
 	b.Run("whole", func(b *testing.B) {
 		i := uint64(0)
