@@ -22,13 +22,18 @@ type TileReader = store.TilePartReader
 type nodeReader struct {
 	st    TileReader
 	cache *tileCache
-	parts map[partKey]store.TilePart // level-0 parts read so far
-	tiles map[tileKey]store.Tile     // upper tiles read so far, without a cache
+	parts []store.TilePart       // level-0 parts read so far (a proof reads a few)
+	tiles map[tileKey]store.Tile // upper tiles read so far, without a cache
 }
 
-type partKey struct {
-	tile tileKey
-	part uint8
+// part returns the level-0 part read so far with the given key.
+func (r *nodeReader) part(k tileKey, num uint8) (store.TilePart, bool) {
+	for _, p := range r.parts {
+		if p.Index == k.index && p.Part == num {
+			return p, true
+		}
+	}
+	return store.TilePart{}, false
 }
 
 // prefetch reads the stored parts of level-0 tiles holding the given
@@ -52,9 +57,9 @@ func (r *nodeReader) prefetch(ctx context.Context, ids []compact.NodeID) error {
 		if mask != 1<<store.TopPart {
 			mask &^= 1 << store.TopPart
 		}
-		for p := range uint8(store.TopPart + 1) {
-			if _, ok := r.parts[partKey{k, p}]; ok {
-				mask &^= 1 << p
+		for _, p := range r.parts {
+			if p.Index == k.index {
+				mask &^= 1 << p.Part
 			}
 		}
 		if mask == 0 {
@@ -72,12 +77,7 @@ func (r *nodeReader) readParts(ctx context.Context, k tileKey, mask uint16) erro
 	if err != nil {
 		return fmt.Errorf("tlog: read tile %d/%d: %w", k.level, k.index, err)
 	}
-	if r.parts == nil {
-		r.parts = make(map[partKey]store.TilePart)
-	}
-	for _, p := range parts {
-		r.parts[partKey{k, p.Part}] = p
-	}
+	r.parts = append(r.parts, parts...)
 	return nil
 }
 
@@ -125,24 +125,26 @@ func (r *nodeReader) node(ctx context.Context, id compact.NodeID) (auditlog.Hash
 		copy(h[:], t.Data[(off+int(pos))*len(h):])
 		return h, nil
 	}
-	pk := partKey{k, store.NodePart(sub, pos)}
-	if pk.part == store.TopPart {
+	num := store.NodePart(sub, pos)
+	if num == store.TopPart {
 		// An upper node: in any bottom part's copy of the top rows, or
 		// in the top part.
-		for p := range uint8(store.TopPart + 1) {
-			if part, ok := r.parts[partKey{k, p}]; ok {
-				if h, ok := part.Node(sub, pos); ok {
+		for _, p := range r.parts {
+			if p.Index == idx {
+				if h, ok := p.Node(sub, pos); ok {
 					return h, nil
 				}
 			}
 		}
 	}
-	if _, ok := r.parts[pk]; !ok {
-		if err := r.readParts(ctx, k, 1<<pk.part); err != nil {
+	p, ok := r.part(k, num)
+	if !ok {
+		if err := r.readParts(ctx, k, 1<<num); err != nil {
 			return auditlog.Hash{}, err
 		}
+		p, _ = r.part(k, num)
 	}
-	h, ok := r.parts[pk].Node(sub, pos)
+	h, ok := p.Node(sub, pos)
 	if !ok {
 		return auditlog.Hash{}, fmt.Errorf("tlog: node %d/%d is not in tile %d/%d", id.Level, id.Index, level, idx)
 	}

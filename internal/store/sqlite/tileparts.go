@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/bits"
 
@@ -57,7 +58,15 @@ func (s *Store) TileParts(ctx context.Context, level uint8, index uint64, parts 
 	lo, hi := uint8(bits.TrailingZeros16(parts)), uint8(15-bits.LeadingZeros16(parts))
 	switch bits.OnesCount16(parts) {
 	case 1:
-		rows, err = s.query(ctx, `SELECT id, width, data FROM log_tile_parts WHERE id = ?`, partID(level, index, lo))
+		p := store.TilePart{Level: level, Index: index, Part: lo}
+		err := s.queryRow(ctx, `SELECT width, data FROM log_tile_parts WHERE id = ?`, partID(level, index, lo)).Scan(&p.Width, &p.Data)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []store.TilePart{p}, nil
 	case 2:
 		rows, err = s.query(ctx, `SELECT id, width, data FROM log_tile_parts WHERE id IN (?, ?) ORDER BY id`,
 			partID(level, index, lo), partID(level, index, hi))
