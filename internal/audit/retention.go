@@ -108,8 +108,9 @@ type RetentionStore interface {
 	RecordHoldReleased(ctx context.Context, id string, ev []byte) error
 	SetRetention(ctx context.Context, version uint64, p store.RetentionPolicy, ev []byte) error
 	PruneLog(ctx context.Context, version, before uint64, ev []byte) error
-	PendingEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error)
-	DeletePendingEvent(ctx context.Context, seq uint64) error
+	// FlushOutbox moves up to limit outbox events into the audit log in
+	// one transaction and returns how many it moved.
+	FlushOutbox(ctx context.Context, limit int) (int, error)
 }
 
 // RetentionConfig configures Retention.
@@ -138,21 +139,20 @@ type RetentionConfig struct {
 // Every change — a hold placed, a release requested or taking effect, a
 // retention change requested or taking effect, a prune — is written with
 // the audit event that records it in one transaction (the event outbox)
-// and then appended to the audit log; a crash in between leaves the event
-// in the outbox for the next step, which may record it twice under the
-// same event id.
+// and then moved into the audit log, in one transaction that appends it
+// and removes it from the outbox; a crash in between leaves it in the
+// outbox for the next step. Each event is recorded exactly once.
 type Retention struct {
-	st   RetentionStore
-	sink event.Sink
-	cfg  RetentionConfig
+	st  RetentionStore
+	cfg RetentionConfig
 
 	pruneMu sync.Mutex // one prune at a time in this process
 	flushMu sync.Mutex // one outbox flush at a time in this process
 }
 
-// NewRetention returns the retention service over st, recording to sink
-// (the audit log).
-func NewRetention(st RetentionStore, sink event.Sink, cfg RetentionConfig) (*Retention, error) {
+// NewRetention returns the retention service over st. Its events go into
+// st's audit log through the outbox.
+func NewRetention(st RetentionStore, cfg RetentionConfig) (*Retention, error) {
 	if cfg.ChangeDelay == 0 {
 		cfg.ChangeDelay = DefaultChangeDelay
 	}
@@ -171,7 +171,7 @@ func NewRetention(st RetentionStore, sink event.Sink, cfg RetentionConfig) (*Ret
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Retention{st: st, sink: sink, cfg: cfg}, nil
+	return &Retention{st: st, cfg: cfg}, nil
 }
 
 // HoldActive reports whether h blocks pruning at now: until its release,
@@ -663,24 +663,9 @@ func (r *Retention) Flush(ctx context.Context) error {
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
 	for {
-		evs, err := r.st.PendingEvents(ctx, outboxPage)
-		if err != nil {
+		n, err := r.st.FlushOutbox(ctx, outboxPage)
+		if err != nil || n < outboxPage {
 			return err
-		}
-		for _, oe := range evs {
-			e, err := event.Parse(oe.Data)
-			if err != nil {
-				return fmt.Errorf("audit: outbox event %d: %w", oe.Seq, err)
-			}
-			if err := r.sink.Emit(ctx, e); err != nil {
-				return err
-			}
-			if err := r.st.DeletePendingEvent(ctx, oe.Seq); err != nil {
-				return err
-			}
-		}
-		if len(evs) < outboxPage {
-			return nil
 		}
 	}
 }

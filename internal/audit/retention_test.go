@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,7 +91,7 @@ func newEnv(t *testing.T) *env {
 	})
 	e := &env{st: st, tl: tl, clk: &clock{t: time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)}}
 	e.al = audit.New(tl, st, e.clk.Now)
-	if e.r, err = audit.NewRetention(st, e.al, audit.RetentionConfig{Now: e.clk.Now}); err != nil {
+	if e.r, err = audit.NewRetention(st, audit.RetentionConfig{Now: e.clk.Now}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -539,13 +540,13 @@ func TestHoldPlacedDuringPruneWins(t *testing.T) {
 	for i := range 40 {
 		e.emit(t, access(base.Add(time.Duration(i)*day), fmt.Sprintf("acc_%d", i)))
 	}
-	other, err := audit.NewRetention(e.st, e.al, audit.RetentionConfig{Now: e.clk.Now})
+	other, err := audit.NewRetention(e.st, audit.RetentionConfig{Now: e.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs := &racingStore{Store: e.st, other: other, spec: audit.HoldSpec{
 		From: base.Add(10 * day), Until: base.Add(20 * day), Reason: "preservation order", By: "op_kim"}}
-	r, err := audit.NewRetention(rs, e.al, audit.RetentionConfig{Now: e.clk.Now})
+	r, err := audit.NewRetention(rs, audit.RetentionConfig{Now: e.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -575,7 +576,7 @@ func TestConcurrentHoldsAndPrunes(t *testing.T) {
 		e.emit(t, access(base.Add(time.Duration(i)*time.Hour), fmt.Sprintf("acc_%d", i)))
 	}
 	e.sync(t)
-	other, err := audit.NewRetention(e.st, e.al, audit.RetentionConfig{Now: e.clk.Now})
+	other, err := audit.NewRetention(e.st, audit.RetentionConfig{Now: e.clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,7 +649,7 @@ func TestConcurrentHoldsAndPrunes(t *testing.T) {
 
 // bareStore is a log sequenced and integrated by hand, without a Merkle
 // log, and a sink collecting what retention records.
-func bareStore(t *testing.T, entries [][]byte, integrated uint64) (*sqlite.Store, *[]event.Event, *sync.Mutex) {
+func bareStore(t *testing.T, entries [][]byte, integrated uint64) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(t.Context(), t.TempDir())
 	if err != nil {
@@ -669,7 +670,26 @@ func bareStore(t *testing.T, entries [][]byte, integrated uint64) (*sqlite.Store
 			t.Fatal(err)
 		}
 	}
-	return st, new([]event.Event), new(sync.Mutex)
+	return st
+}
+
+// loggedFrom returns the events in st's log from index from on.
+func loggedFrom(t *testing.T, st *sqlite.Store, from uint64) []event.Event {
+	t.Helper()
+	ls, err := st.LogState(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []event.Event
+	err = tlog.ReadEntries(t.Context(), st, from, ls.Sequenced, func(_ uint64, b []byte) error {
+		e, err := event.Parse(b)
+		out = append(out, e)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func marshal(t *testing.T, e event.Event) []byte {
@@ -702,14 +722,8 @@ func TestPruneBounds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st, got, mu := bareStore(t, tc.entries, tc.integrated)
-			sink := event.SinkFunc(func(_ context.Context, e event.Event) error {
-				mu.Lock()
-				defer mu.Unlock()
-				*got = append(*got, e)
-				return nil
-			})
-			r, err := audit.NewRetention(st, sink, audit.RetentionConfig{MaxScan: tc.maxScan, Now: func() time.Time { return now }})
+			st := bareStore(t, tc.entries, tc.integrated)
+			r, err := audit.NewRetention(st, audit.RetentionConfig{MaxScan: tc.maxScan, Now: func() time.Time { return now }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -730,16 +744,15 @@ func TestPruneBounds(t *testing.T) {
 			if ls.Pruned != tc.point || ls.Pruned > ls.Integrated {
 				t.Fatalf("pruned to %d (integrated %d), want %d", ls.Pruned, ls.Integrated, tc.point)
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			got := loggedFrom(t, st, uint64(len(tc.entries)))
 			if tc.point == 0 {
-				if len(*got) != 0 {
-					t.Fatalf("a prune of nothing recorded %+v", *got)
+				if len(got) != 0 {
+					t.Fatalf("a prune of nothing recorded %+v", got)
 				}
 				return
 			}
-			if len(*got) != 1 || (*got)[0].Type != "log_pruned" || (*got)[0].Actor != "op_kim" || (*got)[0].Class != event.ClassAudit {
-				t.Fatalf("recorded %+v, want one log_pruned by op_kim", *got)
+			if len(got) != 1 || got[0].Type != "log_pruned" || got[0].Actor != "op_kim" || got[0].Class != event.ClassAudit {
+				t.Fatalf("recorded %+v, want one log_pruned by op_kim", got)
 			}
 		})
 	}
@@ -755,9 +768,8 @@ func TestRun(t *testing.T) {
 			marshal(t, access(start.Add(-2*audit.Year+90*time.Minute), "acc_3")),
 			marshal(t, access(start, "acc_4")),
 		}
-		st, _, _ := bareStore(t, entries, 4)
-		r, err := audit.NewRetention(st, event.SinkFunc(func(context.Context, event.Event) error { return nil }),
-			audit.RetentionConfig{Logger: slog.New(slog.DiscardHandler)})
+		st := bareStore(t, entries, 4)
+		r, err := audit.NewRetention(st, audit.RetentionConfig{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -830,4 +842,51 @@ func TestParseDuration(t *testing.T) {
 	if got := audit.FormatDuration(400 * day); got != "400d" {
 		t.Errorf("FormatDuration(400d) = %q", got)
 	}
+}
+
+// stuckOutbox is a store whose outbox cannot be flushed, as if custos had
+// stopped between a change and the flush that follows it.
+type stuckOutbox struct{ *sqlite.Store }
+
+func (stuckOutbox) FlushOutbox(context.Context, int) (int, error) {
+	return 0, errors.New("stopped before the flush")
+}
+
+// An event left in the outbox by a change whose flush did not happen is
+// recorded by the next flush, exactly once.
+func TestOutboxEventRecordedOnce(t *testing.T) {
+	st := bareStore(t, nil, 0)
+	stuck, err := audit.NewRetention(stuckOutbox{st}, audit.RetentionConfig{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := stuck.PlaceHold(t.Context(), audit.HoldSpec{From: date(2025, 5, 23), Until: date(2025, 6, 2), Reason: "preservation order", By: "op_kim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loggedFrom(t, st, 0); len(got) != 0 {
+		t.Fatalf("logged before any flush: %+v", got)
+	}
+	r, err := audit.NewRetention(st, audit.RetentionConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := r.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := loggedFrom(t, st, 0)
+	if len(got) != 1 || got[0].Type != "hold_placed" || !strings.Contains(string(mustMarshal(t, got[0])), h.ID) {
+		t.Fatalf("logged %+v, want the hold_placed event for %s once", got, h.ID)
+	}
+}
+
+func mustMarshal(t *testing.T, e event.Event) []byte {
+	t.Helper()
+	b, err := event.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -138,7 +138,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err = n.openAudit(ctx, cfg, st, sealer); err != nil {
 		return fail(err)
 	}
-	if n.Retention, err = audit.NewRetention(st, n.Audit, audit.RetentionConfig{Now: cfg.Issuance.Now, Logger: cfg.Logger}); err != nil {
+	if n.Retention, err = audit.NewRetention(st, audit.RetentionConfig{Now: cfg.Issuance.Now, Logger: cfg.Logger}); err != nil {
 		return fail(err)
 	}
 	n.Clients = clients.New(st, n.Audit)

@@ -12,8 +12,8 @@ import (
 
 // Every write to holds or retention policy stores the audit event that
 // records it (ev, already encoded) in the event outbox in the same
-// transaction, so the change and its record are one: PendingEvents hands
-// the events to the audit log and DeletePendingEvent clears them.
+// transaction, so the change and its record are one: FlushOutbox moves
+// the events into the audit log.
 
 // RetentionState returns the holds, the retention policies and their
 // version, from one consistent snapshot.
@@ -277,11 +277,40 @@ func (s *Store) PendingEvents(ctx context.Context, limit int) ([]store.OutboxEve
 	return out, rows.Err()
 }
 
-// DeletePendingEvent removes event seq from the outbox once it is in the
-// audit log. Deleting an event that is gone is not an error.
-func (s *Store) DeletePendingEvent(ctx context.Context, seq uint64) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `DELETE FROM event_outbox WHERE seq = ?`, int64(seq))
-		return err
+// FlushOutbox moves up to limit events from the outbox, oldest first, into
+// the audit log, in one transaction: each is appended exactly once. It
+// returns how many it moved.
+func (s *Store) FlushOutbox(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT seq, data FROM event_outbox ORDER BY seq LIMIT ?`, limit)
+		if err != nil {
+			return err
+		}
+		var last int64
+		var events [][]byte
+		for rows.Next() {
+			var data []byte
+			if err := rows.Scan(&last, &data); err != nil {
+				rows.Close()
+				return err
+			}
+			events = append(events, data)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(events) == 0 {
+			return err
+		}
+		if err := s.appendEvents(ctx, tx, events); err != nil {
+			return err
+		}
+		// The writer is the only one writing, so the outbox holds no
+		// event below last that was not read above.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM event_outbox WHERE seq <= ?`, last); err != nil {
+			return err
+		}
+		n = len(events)
+		return nil
 	})
+	return n, err
 }

@@ -143,21 +143,52 @@ func testHolds(t *testing.T, b Backend) {
 		t.Fatalf("chunks after prune to 6 = %s, want %s", chunkList(cs), chunkList(want))
 	}
 
-	// The outbox is read in order, in pages, and drained.
+	// The outbox is read in order, and moved into the log in pages, each
+	// event exactly once, after the entries already there.
 	wantOutbox("ev-hold-1", "ev-hold-2", "ev-release-1", "ev-released-1", "ev-ret-1", "ev-ret-2", "ev-ret-3", "ev-prune-4", "ev-hold-3", "ev-prune-6")
 	page, err := b.PendingEvents(ctx, 2)
 	must(t, err)
 	if len(page) != 2 || string(page[0].Data) != "ev-hold-1" || page[0].Seq >= page[1].Seq {
 		t.Fatalf("first page of the outbox = %+v", page)
 	}
-	must(t, b.DeletePendingEvent(ctx, page[0].Seq))
-	must(t, b.DeletePendingEvent(ctx, page[0].Seq))
-	evs, err := b.PendingEvents(ctx, 100)
+	before, err := b.LogState(ctx)
 	must(t, err)
-	for _, e := range evs {
-		must(t, b.DeletePendingEvent(ctx, e.Seq))
+	n, err := b.FlushOutbox(ctx, 2)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("FlushOutbox(2) moved %d events", n)
+	}
+	wantOutbox("ev-release-1", "ev-released-1", "ev-ret-1", "ev-ret-2", "ev-ret-3", "ev-prune-4", "ev-hold-3", "ev-prune-6")
+	n, err = b.FlushOutbox(ctx, 100)
+	must(t, err)
+	if n != 8 {
+		t.Fatalf("FlushOutbox(100) moved %d events, want 8", n)
 	}
 	wantOutbox()
+	if n, err := b.FlushOutbox(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("FlushOutbox of an empty outbox: %d, %v", n, err)
+	}
+	after, err := b.LogState(ctx)
+	must(t, err)
+	if after.Sequenced != before.Sequenced+10 {
+		t.Fatalf("the log grew by %d entries, want 10", after.Sequenced-before.Sequenced)
+	}
+	cs, err = b.Chunks(ctx, before.Sequenced, after.Sequenced)
+	must(t, err)
+	var logged []string
+	for _, c := range cs {
+		i := c.First
+		for d := c.Data; len(d) >= 2; i++ {
+			l := int(d[0])<<8 | int(d[1])
+			if i >= before.Sequenced {
+				logged = append(logged, string(d[2:2+l]))
+			}
+			d = d[2+l:]
+		}
+	}
+	if want := []string{"ev-hold-1", "ev-hold-2", "ev-release-1", "ev-released-1", "ev-ret-1", "ev-ret-2", "ev-ret-3", "ev-prune-4", "ev-hold-3", "ev-prune-6"}; !reflect.DeepEqual(logged, want) {
+		t.Fatalf("events in the log = %q, want %q", logged, want)
+	}
 }
 
 func chunkList(cs []store.Chunk) string {

@@ -43,7 +43,7 @@ type Backend interface {
 	SetRetention(ctx context.Context, version uint64, p store.RetentionPolicy, ev []byte) error
 	PruneLog(ctx context.Context, version, before uint64, ev []byte) error
 	PendingEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error)
-	DeletePendingEvent(ctx context.Context, seq uint64) error
+	FlushOutbox(ctx context.Context, limit int) (int, error)
 
 	CreateAccount(ctx context.Context, a store.Account) error
 	Account(ctx context.Context, id string) (store.Account, error)
