@@ -39,7 +39,13 @@ func (s *Store) LogState(ctx context.Context) (store.LogState, error) {
 const (
 	qSequence    = `UPDATE log_state SET sequenced = ? WHERE id = 1 AND sequenced = ?`
 	qInsertChunk = `INSERT OR FAIL INTO log_entries (first, count, data) VALUES (?, ?, ?)`
-	qAppendSeq   = `UPDATE OR FAIL log_state SET sequenced = sequenced + ? WHERE id = 1 RETURNING sequenced`
+	// Appending reads the size and then sets it, rather than one UPDATE
+	// ... RETURNING: RETURNING builds an ephemeral table, whose memory
+	// the driver's allocator maps and unmaps on every append. The write
+	// transaction holds the database's write lock, so nothing can append
+	// in between.
+	qLogSize   = `SELECT sequenced FROM log_state WHERE id = 1`
+	qAppendSeq = `UPDATE OR FAIL log_state SET sequenced = ? WHERE id = 1`
 )
 
 // AppendChunk stores count entries (data is their concatenation, each with
@@ -57,15 +63,18 @@ func (s *Store) AppendChunk(ctx context.Context, count uint64, data []byte) (uin
 }
 
 func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data []byte) (uint64, error) {
-	var end int64
-	err := tx.StmtContext(ctx, s.prepared[qAppendSeq]).QueryRowContext(ctx, int64(count)).Scan(&end)
+	var size int64
+	err := tx.StmtContext(ctx, s.prepared[qLogSize]).QueryRowContext(ctx).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("audit log: not created: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return 0, err
 	}
-	first := uint64(end) - count
+	first := uint64(size)
+	if _, err := s.exec(ctx, tx, qAppendSeq, int64(first+count)); err != nil {
+		return 0, err
+	}
 	// The chunk is stored in rows of at most rowBytes: the driver and
 	// SQLite copy a row's blob into memory they allocate per row, and
 	// small rows reuse that memory where large ones map and fault in

@@ -187,6 +187,9 @@ const (
 	// walRestartLag is how many frames a checkpoint may leave behind for
 	// the writer to copy when it restarts the WAL.
 	walRestartLag = 512
+	// walRestartPasses bounds the extra checkpoint passes made to get
+	// there.
+	walRestartPasses = 4
 )
 
 // checkpointer copies the WAL into the database in the background.
@@ -211,7 +214,13 @@ func (s *Store) checkpointer() {
 		case <-t.C:
 		}
 		frames, done, err := checkpoint(ctx, s.ckdb)
-		for err == nil && frames*pageSize > walRestartSize && frames-done > walRestartLag {
+		// A few passes at most: readers holding older snapshots, or a
+		// busy writer, can keep a pass from catching up, and the WAL
+		// must be restarted all the same.
+		for range walRestartPasses {
+			if err != nil || frames*pageSize <= walRestartSize || frames-done <= walRestartLag {
+				break
+			}
 			frames, done, err = checkpoint(ctx, s.ckdb)
 		}
 		if err == nil && frames*pageSize > walRestartSize {
@@ -266,7 +275,7 @@ func (s *Store) Close() error {
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qAppendSeq, qPutTilePart)
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qLogSize, qAppendSeq, qPutTilePart)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
