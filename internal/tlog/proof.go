@@ -3,6 +3,7 @@ package tlog
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -41,19 +42,26 @@ func (r *nodeReader) part(k tileKey, num uint8) (store.TilePart, bool) {
 // top part only if no bottom part is read (each carries a copy of the top
 // rows; node reads the top part if the copy lacks a node).
 func (r *nodeReader) prefetch(ctx context.Context, ids []compact.NodeID) error {
-	var masks map[tileKey]uint16
+	type tileMask struct {
+		k    tileKey
+		mask uint16
+	}
+	var masks []tileMask // a proof's nodes are in a few level-0 tiles
 	for _, id := range ids {
 		level, idx, sub, pos := locate(id.Level, id.Index)
-		k := tileKey{level, idx}
 		if level > 0 {
 			continue // read whole, on first use
 		}
-		if masks == nil {
-			masks = make(map[tileKey]uint16)
+		k, bit := tileKey{level, idx}, uint16(1)<<store.NodePart(sub, pos)
+		i := slices.IndexFunc(masks, func(m tileMask) bool { return m.k == k })
+		if i < 0 {
+			masks = append(masks, tileMask{k, bit})
+		} else {
+			masks[i].mask |= bit
 		}
-		masks[k] |= 1 << store.NodePart(sub, pos)
 	}
-	for k, mask := range masks {
+	for _, m := range masks {
+		k, mask := m.k, m.mask
 		if mask != 1<<store.TopPart {
 			mask &^= 1 << store.TopPart
 		}
@@ -198,13 +206,15 @@ func (r *nodeReader) proof(ctx context.Context, n proof.Nodes) ([]auditlog.Hash,
 	if err := r.prefetch(ctx, n.IDs); err != nil {
 		return nil, err
 	}
+	nodes := make([]auditlog.Hash, len(n.IDs))
 	hs := make([][]byte, len(n.IDs))
 	for i, id := range n.IDs {
 		h, err := r.node(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		hs[i] = h[:]
+		nodes[i] = h
+		hs[i] = nodes[i][:]
 	}
 	hs, err := n.Rehash(hs, factory.Hash)
 	if err != nil {
