@@ -33,6 +33,11 @@ type Store interface {
 	// a compare-and-swap: nodes sharing a store never apply one transition
 	// twice.
 	UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error
+	// DestroySealedKey overwrites the sealed private key of a retired key,
+	// leaving its public key and history. It fails with an error wrapping
+	// store.ErrConflict if the key is not retired; destroying twice is not
+	// an error.
+	DestroySealedKey(ctx context.Context, kid string) error
 }
 
 // Event types custody emits, all of class event.ClassKey. Fields: kid, alg,
@@ -106,7 +111,7 @@ func Open(ctx context.Context, st Store, sealer Sealer, sink event.Sink, cfg Con
 		return nil, fmt.Errorf("keys: load keys: %w", err)
 	}
 	for _, rec := range recs {
-		if rec.State == store.KeyRevoked {
+		if rec.State == store.KeyRevoked || destroyed(rec) {
 			continue // never unsealed again
 		}
 		s, _, err := c.unseal(ctx, rec)

@@ -82,6 +82,23 @@ func (m *memStore) UpdateKey(_ context.Context, k store.Key, from store.KeyState
 	return fmt.Errorf("memstore: key %s: %w", k.ID, store.ErrNotFound)
 }
 
+func (m *memStore) DestroySealedKey(_ context.Context, kid string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.keys {
+		if m.keys[i].ID != kid {
+			continue
+		}
+		if m.keys[i].State != store.KeyRetired {
+			return fmt.Errorf("memstore: key %s is %s: %w", kid, m.keys[i].State, store.ErrConflict)
+		}
+		clear(m.keys[i].Sealed)
+		m.keys[i].Sealed = nil
+		return nil
+	}
+	return fmt.Errorf("memstore: key %s: %w", kid, store.ErrNotFound)
+}
+
 // set replaces a stored row wholesale (to simulate tampering).
 func (m *memStore) set(t *testing.T, kid string, f func(*store.Key)) {
 	t.Helper()
@@ -148,6 +165,18 @@ func (e *events) count(typ string) int {
 		}
 	}
 	return n
+}
+
+// last returns the latest event of type typ.
+func (e *events) last(typ string) event.Event {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.all) - 1; i >= 0; i-- {
+		if e.all[i].Type == typ {
+			return e.all[i]
+		}
+	}
+	return event.Event{}
 }
 
 func (e *events) json(t *testing.T) []byte {

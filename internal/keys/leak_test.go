@@ -69,6 +69,11 @@ func TestNoKeyBytesLeak(t *testing.T) {
 			errs(err)
 			sk2, _ := f.c.Signer(ctx)
 			show(sk2)
+			// The keys' secrets, before unpublishing destroys some.
+			early, err := keys.SecretsForTest(ctx, f.c)
+			if err != nil {
+				t.Fatal(err)
+			}
 			errs(f.c.Revoke(ctx, sk2.ID, "op:b", "exposed"))
 			_, err = sk2.SignJWS([]byte("a.b"))
 			errs(err)
@@ -90,6 +95,7 @@ func TestNoKeyBytesLeak(t *testing.T) {
 				t.Fatal(err)
 			}
 			d, _ := imp.Bytes()
+			secrets = append(secrets, early...)
 			secrets = append(secrets, impDER, d)
 			if len(secrets) < 10 {
 				t.Fatalf("only %d secrets collected", len(secrets))

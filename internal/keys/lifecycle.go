@@ -436,20 +436,51 @@ func (o *op) tick() error {
 		}
 	}
 	for _, r := range recs {
-		if r.State == store.KeyRetired && !published(r, o.now) && !strings.HasPrefix(r.Note, notePrefixUnpublished) {
-			next := r
-			next.Note = notePrefixUnpublished + "its last token expired; " + r.Note
-			if err := o.c.st.UpdateKey(o.ctx, next, store.KeyRetired); err != nil {
-				if errors.Is(err, store.ErrConflict) {
-					continue // revoked meanwhile, or another node did it
-				}
-				return fmt.Errorf("keys: key %s: mark unpublished: %w", r.ID, err)
+		if r.State == store.KeyRetired && !published(r, o.now) {
+			if err := o.unpublish(r); err != nil {
+				return err
 			}
-			o.emit(EventKeyUnpublished, next, "last token expired", map[string]any{"publish_until": ts(r.PublishUntil)})
 		}
 	}
 	return o.ensurePending(recs)
 }
+
+// unpublish marks a retired key whose last token has expired as unpublished
+// and destroys its sealed private key: it can never sign again (it stopped
+// Leeway after it was retired), so nothing is lost, and no later copy of
+// the database, even with the root key, holds it.
+func (o *op) unpublish(r store.Key) error {
+	marked := strings.HasPrefix(r.Note, notePrefixUnpublished)
+	if marked && destroyed(r) {
+		return nil
+	}
+	if !marked {
+		next := r
+		next.Note = notePrefixUnpublished + "its last token expired; " + r.Note
+		if err := o.c.st.UpdateKey(o.ctx, next, store.KeyRetired); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return nil // revoked meanwhile, or another node did it
+			}
+			return fmt.Errorf("keys: key %s: mark unpublished: %w", r.ID, err)
+		}
+		r = next
+	}
+	if err := o.c.st.DestroySealedKey(o.ctx, r.ID); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil // revoked meanwhile: revoking destroys it too
+		}
+		return fmt.Errorf("keys: key %s: destroy private key: %w", r.ID, err)
+	}
+	reason := "last token expired"
+	if marked {
+		reason = "private key of an unpublished key destroyed"
+	}
+	o.emit(EventKeyUnpublished, r, reason, map[string]any{"publish_until": ts(r.PublishUntil), "private_key": "destroyed"})
+	return nil
+}
+
+// destroyed reports whether r's sealed private key is gone.
+func destroyed(r store.Key) bool { return len(r.Sealed) == 0 }
 
 // Run ticks every TickInterval—reloading the snapshot, so changes other
 // nodes make are seen—until ctx is done, then returns nil. Tick errors are

@@ -142,6 +142,29 @@ func TestRetiredStaysPublishedUntilItsTokensExpire(t *testing.T) {
 	if info.Published || !strings.HasPrefix(info.Note, "unpublished: ") {
 		t.Fatalf("unpublished key %+v", info)
 	}
+	// Its private key is destroyed: it can never sign again, and no later
+	// copy of the store holds it. Custody still opens over the store.
+	recs, err := f.st.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.ID == old.ID && len(r.Sealed) != 0 {
+			t.Fatal("an unpublished key's sealed private key is still stored")
+		}
+		if r.ID != old.ID && len(r.Sealed) == 0 {
+			t.Fatalf("key %s (%s) lost its private key", r.ID, r.State)
+		}
+	}
+	if e := f.ev.last("key_unpublished"); e.Fields["private_key"] != "destroyed" {
+		t.Fatalf("key_unpublished event %+v does not record the destruction", e)
+	}
+	if _, err := keys.Open(ctx, f.st, f.sealer, f.ev, f.cfg); err != nil {
+		t.Fatalf("custody does not open after a key was destroyed: %v", err)
+	}
+	if err := f.c.Revoke(ctx, old.ID, "op:alice", "audit"); err != nil {
+		t.Fatalf("revoking the unpublished key: %v", err)
+	}
 }
 
 func TestRevokeActive(t *testing.T) {

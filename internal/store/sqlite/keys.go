@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/custos-dev/custos/internal/store"
@@ -83,6 +84,34 @@ func (s *Store) UpdateKey(ctx context.Context, k store.Key, from store.KeyState)
 				return fmt.Errorf("key %q: %w", k.ID, store.ErrNotFound)
 			}
 			return fmt.Errorf("key %q is no longer %s: %w", k.ID, from, store.ErrConflict)
+		}
+		return nil
+	})
+}
+
+// DestroySealedKey overwrites the sealed private key of a retired key
+// (secure_delete: the old bytes are zeroed in the page, not just dropped
+// from the row). It fails with store.ErrConflict if the key is not retired.
+func (s *Store) DestroySealedKey(ctx context.Context, kid string) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `PRAGMA secure_delete = ON`); err != nil {
+			return err
+		}
+		defer tx.ExecContext(ctx, `PRAGMA secure_delete = OFF`)
+		res, err := tx.ExecContext(ctx, `UPDATE signing_keys SET sealed = X'' WHERE id = ? AND state = ?`, kid, string(store.KeyRetired))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var state string
+			err := tx.QueryRowContext(ctx, `SELECT state FROM signing_keys WHERE id = ?`, kid).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("key %q: %w", kid, store.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("key %q is %s, not retired: %w", kid, state, store.ErrConflict)
 		}
 		return nil
 	})

@@ -195,6 +195,22 @@ func testKeys(t *testing.T, b Backend) {
 	}
 	// A revoked key's ID still cannot be reused.
 	mustErr(t, b.InsertKey(ctx, k), store.ErrConflict)
+
+	// A retired key's sealed private key can be destroyed; only a retired
+	// key's, and nothing else about it changes.
+	mustErr(t, b.DestroySealedKey(ctx, "kid-2"), store.ErrConflict) // pending
+	mustErr(t, b.DestroySealedKey(ctx, "kid-missing"), store.ErrNotFound)
+	retired := k2
+	retired.State, retired.RetiredAt, retired.Note = store.KeyRetired, t0.Add(3*time.Hour), "retired: rotation"
+	must(t, b.UpdateKey(ctx, retired, store.KeyPending))
+	must(t, b.DestroySealedKey(ctx, "kid-2"))
+	must(t, b.DestroySealedKey(ctx, "kid-2"))
+	keys, _ = b.Keys(ctx)
+	want := retired
+	want.Sealed = keys[1].Sealed
+	if len(keys[1].Sealed) != 0 || !reflect.DeepEqual(keys[1], want) {
+		t.Fatalf("after DestroySealedKey: %+v, want %+v without its sealed key", keys[1], retired)
+	}
 }
 
 func receipt(jti, sub, client, family string) store.Receipt {
