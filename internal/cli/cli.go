@@ -161,6 +161,7 @@ type nodeFlags struct {
 	data, rootKeyFile, rootKeyEnv string
 	keyAlg                        string
 	keyPeriod                     time.Duration
+	auditOrigin                   string
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
@@ -169,10 +170,11 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.rootKeyEnv, "root-key-env", "", "name of an environment variable holding the base64 root key")
 	fs.StringVar(&f.keyAlg, "key-algorithm", "EdDSA", "algorithm of new signing keys: EdDSA or ES256")
 	fs.DurationVar(&f.keyPeriod, "key-active-period", 24*time.Hour, "how long a signing key signs before rotation")
+	fs.StringVar(&f.auditOrigin, "audit-origin", "", "name of the audit log, fixed when the data directory is first used (default: ISSUER-HOST/audit/RANDOM)")
 }
 
 func (f *nodeFlags) config() node.Config {
-	cfg := node.Config{DataDir: f.data, RootKeyFile: f.rootKeyFile, RootKeyEnv: f.rootKeyEnv}
+	cfg := node.Config{DataDir: f.data, RootKeyFile: f.rootKeyFile, RootKeyEnv: f.rootKeyEnv, AuditOrigin: f.auditOrigin}
 	cfg.Keys.Algorithm = f.keyAlg
 	cfg.Keys.ActivePeriod = f.keyPeriod
 	return cfg

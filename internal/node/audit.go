@@ -27,8 +27,9 @@ import (
 // database, so that a database restored from an older copy is noticed.
 const checkpointFile = "audit-checkpoint"
 
-// defaultOrigin names a new audit log: the issuer's host, then a random
-// suffix so that two installations never share a name at a witness.
+// defaultOrigin names a new audit log: the issuer's host ("custos" without
+// one), then a random suffix so that two installations never share a name
+// at a witness.
 func defaultOrigin(issuer string) (string, error) {
 	host := "custos"
 	if u, err := url.Parse(issuer); err == nil && u.Host != "" {
@@ -45,7 +46,7 @@ func defaultOrigin(issuer string) (string, error) {
 // first start), and the Merkle log over the store, and sets n.Log,
 // n.Audit and n.AuditVerifierKey. With witnesses configured, it also sets
 // n.Witnesses, the submitter that sends them each new checkpoint.
-func (n *Node) openAudit(ctx context.Context, cfg Config, st *sqlite.Store, sealer keys.Sealer) error {
+func (n *Node) openAudit(ctx context.Context, cfg Config, namedIssuer string, st *sqlite.Store, sealer keys.Sealer) error {
 	origin := cfg.AuditOrigin
 	state, err := st.LogState(ctx)
 	switch {
@@ -56,7 +57,7 @@ func (n *Node) openAudit(ctx context.Context, cfg Config, st *sqlite.Store, seal
 		origin = state.Origin
 	case errors.Is(err, store.ErrNotFound):
 		if origin == "" {
-			if origin, err = defaultOrigin(cfg.Issuer); err != nil {
+			if origin, err = defaultOrigin(namedIssuer); err != nil {
 				return err
 			}
 		}

@@ -60,8 +60,8 @@ type Config struct {
 	Issuance    issuer.Config // Issuer and Logger are filled in by Open
 	Logger      *slog.Logger
 	// AuditOrigin names the audit log in its checkpoints. It is fixed when
-	// the log is created; the default is the issuer's host, "/audit/" and
-	// a random suffix.
+	// the log is created; the default is the host of Issuer (when set; else
+	// "custos"), "/audit/" and a random suffix.
 	AuditOrigin string
 	// AuditLog tunes the Merkle log; Origin, Key, Verifier, Logger and
 	// CheckpointFile are filled in by Open.
@@ -106,6 +106,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
+	// A log created now is named after the issuer only if one was given:
+	// an administrative command run before the first serve must not name
+	// it after the default address.
+	namedIssuer := cfg.Issuer
 	if cfg.Issuer == "" {
 		cfg.Issuer = "http://" + cfg.Addr
 	}
@@ -135,7 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(err)
 	}
-	if err = n.openAudit(ctx, cfg, st, sealer); err != nil {
+	if err = n.openAudit(ctx, cfg, namedIssuer, st, sealer); err != nil {
 		return fail(err)
 	}
 	if n.Retention, err = audit.NewRetention(st, audit.RetentionConfig{Now: cfg.Issuance.Now, Logger: cfg.Logger}); err != nil {
