@@ -1,11 +1,12 @@
 package accounts
 
 import (
-	"container/list"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/custos-dev/custos/internal/lru"
 )
 
 // throttle holds the in-memory attempt state of one node: a token bucket per
@@ -20,13 +21,13 @@ type throttle struct {
 
 	ipRate  rate.Limit
 	ipBurst int
-	ips     *lru[string, *rate.Limiter]
+	ips     *lru.Map[string, *rate.Limiter]
 
 	threshold int           // consecutive failures before a lock
 	base      time.Duration // first lock; doubles per further failure
 	max       time.Duration // cap on a single lock
 	ttl       time.Duration // failures are forgotten after this long without one
-	locks     *lru[string, *lockState]
+	locks     *lru.Map[string, *lockState]
 }
 
 type lockState struct {
@@ -42,12 +43,12 @@ func newThrottle(c Config) *throttle {
 	return &throttle{
 		ipRate:    c.IPRate,
 		ipBurst:   c.IPBurst,
-		ips:       newLRU[string, *rate.Limiter](c.MaxTrackedIPs),
+		ips:       lru.New[string, *rate.Limiter](c.MaxTrackedIPs),
 		threshold: c.FailuresBeforeLockout,
 		base:      c.LockoutBase,
 		max:       c.MaxLockout,
 		ttl:       c.FailureTTL,
-		locks:     newLRU[string, *lockState](c.MaxTrackedLogins),
+		locks:     lru.New[string, *lockState](c.MaxTrackedLogins),
 	}
 }
 
@@ -59,10 +60,10 @@ func (t *throttle) allowIP(ip string, now time.Time) (time.Duration, bool) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	lim, ok := t.ips.get(ip)
+	lim, ok := t.ips.Get(ip)
 	if !ok {
 		lim = rate.NewLimiter(t.ipRate, t.ipBurst)
-		t.ips.put(ip, lim)
+		t.ips.Put(ip, lim)
 	}
 	r := lim.ReserveN(now, 1)
 	if !r.OK() {
@@ -83,10 +84,10 @@ func (t *throttle) allowIP(ip string, now time.Time) (time.Duration, bool) {
 func (t *throttle) begin(key string, now time.Time) (*lockState, time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	st, ok := t.locks.get(key)
+	st, ok := t.locks.Get(key)
 	if !ok {
 		st = &lockState{}
-		t.locks.put(key, st)
+		t.locks.Put(key, st)
 	}
 	if st.inFlight == 0 && st.failures > 0 && now.Sub(st.lastFailure) >= t.ttl {
 		*st = lockState{}
@@ -121,8 +122,8 @@ func (t *throttle) end(key string, st *lockState, now time.Time, o outcome) {
 		return
 	case outcomeSucceeded:
 		st.failures, st.lastFailure, st.lockedUntil = 0, time.Time{}, time.Time{}
-		if cur, ok := t.locks.get(key); ok && cur == st && st.inFlight == 0 {
-			t.locks.remove(key)
+		if cur, ok := t.locks.Get(key); ok && cur == st && st.inFlight == 0 {
+			t.locks.Remove(key)
 		}
 		return
 	}
@@ -131,8 +132,8 @@ func (t *throttle) end(key string, st *lockState, now time.Time, o outcome) {
 	if st.failures >= t.threshold {
 		st.lockedUntil = now.Add(t.lockDelay(st.failures - t.threshold))
 	}
-	if cur, ok := t.locks.get(key); !ok || cur != st {
-		t.locks.put(key, st) // evicted while in flight: keep the failure
+	if cur, ok := t.locks.Get(key); !ok || cur != st {
+		t.locks.Put(key, st) // evicted while in flight: keep the failure
 	}
 }
 
@@ -149,59 +150,9 @@ func (t *throttle) lockDelay(n int) time.Duration {
 func (t *throttle) reset(key string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if st, ok := t.locks.get(key); ok && st.inFlight == 0 {
-		t.locks.remove(key)
+	if st, ok := t.locks.Get(key); ok && st.inFlight == 0 {
+		t.locks.Remove(key)
 	} else if ok {
 		st.failures, st.lastFailure, st.lockedUntil = 0, time.Time{}, time.Time{}
 	}
 }
-
-// lru is a map bounded to max entries that evicts the least recently used.
-// It is not safe for concurrent use.
-type lru[K comparable, V any] struct {
-	max   int
-	order *list.List // front = most recently used; elements hold lruItem
-	items map[K]*list.Element
-}
-
-type lruItem[K comparable, V any] struct {
-	key K
-	val V
-}
-
-func newLRU[K comparable, V any](max int) *lru[K, V] {
-	return &lru[K, V]{max: max, order: list.New(), items: make(map[K]*list.Element)}
-}
-
-func (c *lru[K, V]) get(k K) (V, bool) {
-	e, ok := c.items[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	c.order.MoveToFront(e)
-	return e.Value.(lruItem[K, V]).val, true
-}
-
-func (c *lru[K, V]) put(k K, v V) {
-	if e, ok := c.items[k]; ok {
-		e.Value = lruItem[K, V]{k, v}
-		c.order.MoveToFront(e)
-		return
-	}
-	for c.order.Len() >= c.max {
-		old := c.order.Back()
-		c.order.Remove(old)
-		delete(c.items, old.Value.(lruItem[K, V]).key)
-	}
-	c.items[k] = c.order.PushFront(lruItem[K, V]{k, v})
-}
-
-func (c *lru[K, V]) remove(k K) {
-	if e, ok := c.items[k]; ok {
-		c.order.Remove(e)
-		delete(c.items, k)
-	}
-}
-
-func (c *lru[K, V]) len() int { return c.order.Len() }
