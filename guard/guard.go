@@ -1,0 +1,382 @@
+package guard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/time/rate"
+
+	"github.com/custos-dev/custos/internal/lru"
+	"github.com/custos-dev/custos/verify"
+)
+
+// TokenVerifier checks an access token, receipt included.
+// *verify.Verifier implements it.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*verify.Claims, error)
+}
+
+// Recorder makes access events durable. Record returns nil only once e is
+// durable; the guard releases a response only after that.
+type Recorder interface {
+	Record(ctx context.Context, e Access) error
+}
+
+// Outcome is what the guard did with a request.
+type Outcome string
+
+const (
+	// Forwarded: every check passed; the response was released.
+	Forwarded Outcome = "forwarded"
+	// Refused: a check failed and the route enforces.
+	Refused Outcome = "refused"
+	// Monitored: a check failed, but the route monitors, so the request
+	// was forwarded and its response released.
+	Monitored Outcome = "monitored"
+)
+
+// Reasons the guard refuses a request, beyond verify's (verify.Reason).
+const (
+	ReasonNoRoute          verify.Reason = "no_route"           // the policy names no route for it
+	ReasonNoToken          verify.Reason = "no_token"           // no bearer token
+	ReasonSubjectMismatch  verify.Reason = "subject_mismatch"   // another subject's data, without the route's staff scopes
+	ReasonMissingScope     verify.Reason = "missing_scope"      // its own subject's data, without a scope the route requires
+	ReasonMissingPurpose   verify.Reason = "missing_purpose"    // another subject's data without a declared purpose
+	ReasonRateLimited      verify.Reason = "rate_limited"       // the route's rate limit
+	ReasonResponseTooLarge verify.Reason = "response_too_large" // the upstream's response is over MaxResponseBytes
+	ReasonLogUnavailable   verify.Reason = "log_unavailable"    // the access event could not be made durable
+)
+
+// PurposeHeader declares why a staff or service token reads another
+// subject's data.
+const PurposeHeader = "Custos-Purpose"
+
+// Access is the record of one guarded request: a read, or a refusal.
+type Access struct {
+	Time    time.Time
+	Outcome Outcome
+	// Reason is why a check failed; empty when every check passed.
+	Reason verify.Reason
+	Mode   Mode
+	// Route is the matched pattern; empty when none matched.
+	Route  string
+	Method string
+	Path   string
+	// From the token, when it verified.
+	JTI, Subject, ClientID, KeyID string
+	// DataSubject is whose data the route returns.
+	DataSubject string
+	Data        []Category
+	Purpose     string
+	// Status and Size of the response released (0 when refused).
+	Status    int
+	Size      int64
+	ClientIP  string
+	UserAgent string
+}
+
+// Defaults.
+const (
+	// DefaultMaxResponseBytes bounds a response the guard holds until its
+	// access event is durable.
+	DefaultMaxResponseBytes = 8 << 20
+	// DefaultMaxRateKeys bounds the rate-limit buckets kept per route.
+	DefaultMaxRateKeys = 100_000
+	maxPurposeBytes    = 200
+	maxUserAgentBytes  = 256
+)
+
+// Config configures a Guard.
+type Config struct {
+	Policy   *Policy
+	Verifier TokenVerifier
+	Recorder Recorder
+	// MaxResponseBytes; 0 means DefaultMaxResponseBytes.
+	MaxResponseBytes int64
+	// MaxRateKeys; 0 means DefaultMaxRateKeys.
+	MaxRateKeys int
+	// Now; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Guard is net/http middleware that lets a response out only as its
+// policy allows, and only once the access is recorded.
+type Guard struct {
+	cfg    Config
+	limits map[*Route]*limiter
+}
+
+// New returns a guard.
+func New(cfg Config) (*Guard, error) {
+	if cfg.Policy == nil || cfg.Verifier == nil || cfg.Recorder == nil {
+		return nil, errors.New("guard: Config needs a Policy, a Verifier and a Recorder")
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.MaxRateKeys == 0 {
+		cfg.MaxRateKeys = DefaultMaxRateKeys
+	}
+	if cfg.MaxResponseBytes < 0 || cfg.MaxRateKeys < 0 {
+		return nil, errors.New("guard: MaxResponseBytes and MaxRateKeys must be positive")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Guard{cfg: cfg, limits: make(map[*Route]*limiter)}
+	for _, rt := range cfg.Policy.Routes {
+		if rt.Rate != nil {
+			g.limits[rt] = &limiter{rate: rt.Rate, buckets: lru.New[string, *rate.Limiter](cfg.MaxRateKeys)}
+		}
+	}
+	return g, nil
+}
+
+// Wrap returns a handler that guards upstream.
+func (g *Guard) Wrap(upstream http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { g.serve(w, r, upstream) })
+}
+
+func (g *Guard) serve(w http.ResponseWriter, r *http.Request, upstream http.Handler) {
+	ctx := r.Context()
+	a := Access{
+		Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Mode: g.cfg.Policy.Mode,
+		ClientIP: clientIP(r), UserAgent: clip(r.UserAgent(), maxUserAgentBytes),
+	}
+	m, ok := g.cfg.Policy.Match(r)
+	if !ok {
+		// Nothing the policy names: never forwarded, whatever the mode.
+		a.Mode = Enforce
+		g.refuse(ctx, w, a, ReasonNoRoute, http.StatusNotFound)
+		return
+	}
+	rt := m.Route
+	a.Route, a.Mode, a.Data = rt.Pattern, rt.Mode, rt.Data
+	reason, status := g.check(ctx, r, rt, m, &a)
+	if reason != "" && rt.Mode == Enforce {
+		g.refuse(ctx, w, a, reason, status)
+		return
+	}
+	if reason != "" {
+		a.Outcome, a.Reason = Monitored, reason
+	} else {
+		a.Outcome = Forwarded
+	}
+	g.forward(ctx, w, r, upstream, a)
+}
+
+// check runs the route's checks and fills a with what the token says. It
+// returns the reason and status of the first failure, or "".
+func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, a *Access) (verify.Reason, int) {
+	token, ok := bearer(r)
+	if !ok {
+		return ReasonNoToken, http.StatusUnauthorized
+	}
+	c, err := g.cfg.Verifier.Verify(ctx, token)
+	if err != nil {
+		reason := verify.ReasonOf(err)
+		if reason == "" || reason == verify.ReasonUnavailable {
+			g.cfg.Logger.WarnContext(ctx, "guard: token could not be checked", "route", rt.Pattern, "err", err)
+			return verify.ReasonUnavailable, http.StatusServiceUnavailable
+		}
+		return reason, http.StatusUnauthorized
+	}
+	a.JTI, a.Subject, a.ClientID, a.KeyID = c.JTI, c.Subject, c.ClientID, c.KeyID
+	a.DataSubject = c.Subject
+	if rt.SubjectParam != "" {
+		a.DataSubject = m.Subject
+	}
+	if p := r.Header.Get(PurposeHeader); p != "" {
+		a.Purpose = clip(p, maxPurposeBytes)
+	}
+	if c.Subject != "" && c.Subject == a.DataSubject {
+		if !hasAll(c, rt.Scopes) {
+			return ReasonMissingScope, http.StatusForbidden
+		}
+	} else {
+		// Another subject's data: only with the route's staff scopes,
+		// and a declared purpose.
+		switch {
+		case len(rt.StaffScopes) == 0 || !hasAll(c, rt.StaffScopes):
+			return ReasonSubjectMismatch, http.StatusForbidden
+		case a.Purpose == "":
+			return ReasonMissingPurpose, http.StatusForbidden
+		}
+	}
+	if l := g.limits[rt]; l != nil && !l.allow(rateKey(rt.Rate.Key, a), a.Time) {
+		return ReasonRateLimited, http.StatusTooManyRequests
+	}
+	return "", 0
+}
+
+// forward runs upstream into a buffer, records the access and only then
+// releases the response.
+func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream http.Handler, a Access) {
+	buf := &bufferedResponse{header: make(http.Header), max: g.cfg.MaxResponseBytes}
+	upstream.ServeHTTP(buf, r)
+	if buf.tooLarge {
+		a.Outcome, a.Reason = Refused, ReasonResponseTooLarge
+		g.refuse(ctx, w, a, ReasonResponseTooLarge, http.StatusBadGateway)
+		return
+	}
+	a.Status, a.Size = buf.status(), int64(buf.body.Len())
+	if err := g.cfg.Recorder.Record(ctx, a); err != nil {
+		// Fail closed: no record, no data.
+		g.cfg.Logger.ErrorContext(ctx, "guard: access not recorded; response withheld", "route", a.Route, "err", err)
+		writeError(w, ReasonLogUnavailable, http.StatusServiceUnavailable)
+		return
+	}
+	h := w.Header()
+	for k, v := range buf.header {
+		h[k] = v
+	}
+	h.Set("Content-Length", strconv.Itoa(buf.body.Len()))
+	w.WriteHeader(a.Status)
+	w.Write(buf.body.Bytes())
+}
+
+// refuse records a refusal and answers it. A refusal that cannot be
+// recorded is still refused.
+func (g *Guard) refuse(ctx context.Context, w http.ResponseWriter, a Access, reason verify.Reason, status int) {
+	a.Outcome, a.Reason, a.Status, a.Size = Refused, reason, status, 0
+	if err := g.cfg.Recorder.Record(ctx, a); err != nil {
+		g.cfg.Logger.ErrorContext(ctx, "guard: refusal not recorded", "route", a.Route, "reason", reason, "err", err)
+	}
+	writeError(w, reason, status)
+}
+
+func writeError(w http.ResponseWriter, reason verify.Reason, status int) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="invalid_token", error_description=%q`, string(reason)))
+	}
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]string{"error": string(reason)})
+}
+
+// bearer returns the request's bearer token (RFC 6750 §2.1).
+func bearer(r *http.Request) (string, bool) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) != 1 {
+		return "", false
+	}
+	scheme, token, ok := strings.Cut(vals[0], " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return "", false
+	}
+	return token, true
+}
+
+func hasAll(c *verify.Claims, scopes []string) bool {
+	for _, s := range scopes {
+		if !c.HasScope(s) {
+			return false
+		}
+	}
+	return true
+}
+
+// clientIP is the connection's peer address, without its port.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return clip(r.RemoteAddr, 64)
+	}
+	return host
+}
+
+// clip cuts s to at most n bytes on a rune boundary, dropping invalid UTF-8.
+func clip(s string, n int) string {
+	s = strings.ToValidUTF8(s, "")
+	for len(s) > n {
+		_, size := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-size]
+	}
+	return s
+}
+
+// limiter is a route's rate limit: a token bucket per key.
+type limiter struct {
+	rate    *Rate
+	mu      sync.Mutex
+	buckets *lru.Map[string, *rate.Limiter]
+}
+
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets.Get(key)
+	if !ok {
+		b = rate.NewLimiter(rate.Limit(float64(l.rate.N)/l.rate.Per.Seconds()), l.rate.Burst)
+		l.buckets.Put(key, b)
+	}
+	return b.AllowN(now, 1)
+}
+
+func rateKey(k RateKey, a *Access) string {
+	switch k {
+	case PerSubject:
+		return a.Subject
+	case PerIP:
+		return a.ClientIP
+	}
+	return a.ClientID
+}
+
+// bufferedResponse holds an upstream's response until it may be released.
+type bufferedResponse struct {
+	header   http.Header
+	code     int
+	body     bytes.Buffer
+	max      int64
+	tooLarge bool
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(code int) {
+	switch {
+	case code >= 100 && code < 200:
+		// Informational: the final status follows.
+	case code < 100 || code > 999:
+		b.code = http.StatusBadGateway
+	case b.code == 0:
+		b.code = code
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) {
+	if b.code == 0 {
+		b.code = http.StatusOK
+	}
+	if int64(b.body.Len()+len(p)) > b.max {
+		b.tooLarge = true
+		return 0, errors.New("guard: response too large")
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedResponse) status() int {
+	if b.code == 0 {
+		return http.StatusOK
+	}
+	return b.code
+}

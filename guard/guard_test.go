@@ -1,0 +1,309 @@
+package guard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/guard"
+	"github.com/custos-dev/custos/verify"
+)
+
+// tokens is a fake verifier: each token stands for claims or a refusal.
+type tokens map[string]any
+
+func (t tokens) Verify(_ context.Context, token string) (*verify.Claims, error) {
+	switch v := t[token].(type) {
+	case *verify.Claims:
+		return v, nil
+	case verify.Reason:
+		return nil, &verify.Error{Reason: v}
+	case error:
+		return nil, v
+	}
+	return nil, &verify.Error{Reason: verify.ReasonMalformed}
+}
+
+// recorder keeps access events; with fail set, it refuses them.
+type recorder struct {
+	mu   sync.Mutex
+	all  []guard.Access
+	fail atomic.Bool
+}
+
+func (r *recorder) Record(_ context.Context, a guard.Access) error {
+	if r.fail.Load() {
+		return errors.New("audit log stopped")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.all = append(r.all, a)
+	return nil
+}
+
+func (r *recorder) last(t *testing.T) guard.Access {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.all) == 0 {
+		t.Fatal("nothing recorded")
+	}
+	return r.all[len(r.all)-1]
+}
+
+const testPolicy = `custos-guard-policy v1
+route GET /me/profile
+    subject token
+    scope profile
+    data name email phone
+route GET /customers/{id}/addresses
+    subject path id
+    staff-scope customers:read
+    data address entrance_code
+route GET /customers/{id}/orders
+    subject path id
+    data order_history
+    rate 2/m per subject
+route GET /monitored/{id}
+    subject path id
+    data name
+    mode monitor
+route GET /big
+    subject token
+    data name
+`
+
+func claims(sub, client string, scopes ...string) *verify.Claims {
+	return &verify.Claims{Subject: sub, ClientID: client, JTI: "jti-" + sub + "-" + client, KeyID: "kid-1", Scope: scopes}
+}
+
+type env struct {
+	srv      *httptest.Server
+	rec      *recorder
+	upstream atomic.Int64
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	p, err := guard.ParsePolicy("test.policy", strings.NewReader(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{rec: &recorder{}}
+	g, err := guard.New(guard.Config{
+		Policy: p, Recorder: e.rec, MaxResponseBytes: 1 << 10,
+		Verifier: tokens{
+			"kim":          claims("acc_kim", "shop", "profile"),
+			"kim-noscope":  claims("acc_kim", "shop"),
+			"lee":          claims("acc_lee", "shop", "profile"),
+			"support":      claims("op_park", "console", "customers:read"),
+			"forged":       verify.ReasonForged,
+			"revoked-key":  verify.ReasonRevokedKey,
+			"id-token":     verify.ReasonType,
+			"other-aud":    verify.ReasonAudience,
+			"unavailable":  &verify.Error{Reason: verify.ReasonUnavailable, Err: errors.New("JWKS unreachable")},
+			"broken-error": errors.New("not a verify error"),
+		},
+		Logger: slogDiscard(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.upstream.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/big" {
+			w.Write([]byte(strings.Repeat("x", 2<<10)))
+			return
+		}
+		fmt.Fprintf(w, `{"path":%q,"secret":"personal data"}`, r.URL.Path)
+	})
+	e.srv = httptest.NewServer(g.Wrap(upstream))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) get(t *testing.T, path, token, purpose string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if purpose != "" {
+		req.Header.Set(guard.PurposeHeader, purpose)
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestGuard(t *testing.T) {
+	tests := []struct {
+		name, path, token, purpose string
+		status                     int
+		outcome                    guard.Outcome
+		reason                     verify.Reason
+		dataSubject                string
+	}{
+		{"own profile", "/me/profile", "kim", "", 200, guard.Forwarded, "", "acc_kim"},
+		{"own profile without its scope", "/me/profile", "kim-noscope", "", 403, guard.Refused, guard.ReasonMissingScope, "acc_kim"},
+		{"no token", "/me/profile", "", "", 401, guard.Refused, guard.ReasonNoToken, ""},
+		{"forged token", "/me/profile", "forged", "", 401, guard.Refused, verify.ReasonForged, ""},
+		{"revoked key", "/me/profile", "revoked-key", "", 401, guard.Refused, verify.ReasonRevokedKey, ""},
+		{"ID token as access token", "/me/profile", "id-token", "", 401, guard.Refused, verify.ReasonType, ""},
+		{"another audience", "/me/profile", "other-aud", "", 401, guard.Refused, verify.ReasonAudience, ""},
+		{"keys unavailable", "/me/profile", "unavailable", "", 503, guard.Refused, verify.ReasonUnavailable, ""},
+		{"not a verify error", "/me/profile", "broken-error", "", 503, guard.Refused, verify.ReasonUnavailable, ""},
+		{"customer reads another's addresses", "/customers/acc_lee/addresses", "kim", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
+		{"customer reads own addresses", "/customers/acc_kim/addresses", "kim", "", 200, guard.Forwarded, "", "acc_kim"},
+		{"staff with purpose", "/customers/acc_lee/addresses", "support", "ticket 4411", 200, guard.Forwarded, "", "acc_lee"},
+		{"staff without purpose", "/customers/acc_lee/addresses", "support", "", 403, guard.Refused, guard.ReasonMissingPurpose, "acc_lee"},
+		{"staff on a customers-only route", "/customers/acc_lee/orders", "support", "ticket 4411", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
+		{"no route", "/admin/export", "kim", "", 404, guard.Refused, guard.ReasonNoRoute, ""},
+		{"monitored: another's data", "/monitored/acc_lee", "kim", "", 200, guard.Monitored, guard.ReasonSubjectMismatch, "acc_lee"},
+		{"monitored: forged token", "/monitored/acc_lee", "forged", "", 200, guard.Monitored, verify.ReasonForged, ""},
+		{"response over the bound", "/big", "kim", "", 502, guard.Refused, guard.ReasonResponseTooLarge, "acc_kim"},
+	}
+	e := newEnv(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.upstream.Load()
+			status, body := e.get(t, tc.path, tc.token, tc.purpose)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d (body %s)", status, tc.status, body)
+			}
+			a := e.rec.last(t)
+			if a.Outcome != tc.outcome || a.Reason != tc.reason || a.DataSubject != tc.dataSubject {
+				t.Fatalf("recorded %s/%s for %q; want %s/%s for %q", a.Outcome, a.Reason, a.DataSubject, tc.outcome, tc.reason, tc.dataSubject)
+			}
+			forwarded := e.upstream.Load() > before
+			released := strings.Contains(body, "personal data")
+			switch tc.outcome {
+			case guard.Refused:
+				if tc.reason != guard.ReasonResponseTooLarge && forwarded {
+					t.Fatal("the upstream saw a refused request")
+				}
+				if released || !strings.Contains(body, string(tc.reason)) {
+					t.Fatalf("refusal body %q", body)
+				}
+			default:
+				if !forwarded || (tc.path != "/big" && !released) {
+					t.Fatalf("not forwarded (%v) or not released: %q", forwarded, body)
+				}
+				if a.Status != status || a.Size != int64(len(body)) {
+					t.Fatalf("recorded status %d size %d; released %d, %d bytes", a.Status, a.Size, status, len(body))
+				}
+			}
+			if tc.purpose != "" && a.Purpose != tc.purpose && tc.outcome != guard.Refused {
+				t.Fatalf("purpose %q recorded as %q", tc.purpose, a.Purpose)
+			}
+		})
+	}
+}
+
+func TestGuardRecordsTokenAndRequest(t *testing.T) {
+	e := newEnv(t)
+	e.get(t, "/customers/acc_lee/addresses", "support", "ticket 4411")
+	a := e.rec.last(t)
+	want := guard.Access{
+		Outcome: guard.Forwarded, Mode: guard.Enforce, Route: "GET /customers/{id}/addresses", Method: "GET",
+		Path: "/customers/acc_lee/addresses", JTI: "jti-op_park-console", Subject: "op_park", ClientID: "console",
+		KeyID: "kid-1", DataSubject: "acc_lee", Data: []guard.Category{"address", "entrance_code"},
+		Purpose: "ticket 4411", Status: 200, ClientIP: "127.0.0.1", UserAgent: "Go-http-client/1.1",
+	}
+	a.Time, a.Size = time.Time{}, 0
+	if fmt.Sprint(a) != fmt.Sprint(want) {
+		t.Fatalf("recorded\n%+v\nwant\n%+v", a, want)
+	}
+}
+
+// With the audit log stopped, no personal data leaves: fail closed.
+func TestGuardFailsClosed(t *testing.T) {
+	e := newEnv(t)
+	e.rec.fail.Store(true)
+	status, body := e.get(t, "/me/profile", "kim", "")
+	if status != 503 || strings.Contains(body, "personal data") || !strings.Contains(body, string(guard.ReasonLogUnavailable)) {
+		t.Fatalf("with the log stopped: %d %q", status, body)
+	}
+	// A refusal is still refused.
+	if status, _ := e.get(t, "/me/profile", "forged", ""); status != 401 {
+		t.Fatalf("forged token with the log stopped: %d", status)
+	}
+}
+
+func TestGuardRateLimit(t *testing.T) {
+	e := newEnv(t)
+	for i, want := range []int{200, 200, 429} {
+		if status, _ := e.get(t, "/customers/acc_kim/orders", "kim", ""); status != want {
+			t.Fatalf("request %d: %d, want %d", i+1, status, want)
+		}
+	}
+	if a := e.rec.last(t); a.Reason != guard.ReasonRateLimited {
+		t.Fatalf("recorded %s", a.Reason)
+	}
+	// Counted per subject: another customer is not limited.
+	if status, _ := e.get(t, "/customers/acc_lee/orders", "lee", ""); status != 200 {
+		t.Fatalf("another subject: %d, want 200", status)
+	}
+}
+
+// A method the policy does not name for a path matches no route.
+func TestGuardMethodNotNamed(t *testing.T) {
+	e := newEnv(t)
+	req, _ := http.NewRequest("POST", e.srv.URL+"/me/profile", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer kim")
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 || e.upstream.Load() != 0 || e.rec.last(t).Reason != guard.ReasonNoRoute {
+		t.Fatalf("POST to a GET route: %d, upstream called %d times, recorded %s", resp.StatusCode, e.upstream.Load(), e.rec.last(t).Reason)
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Every 2xx that left the guard has its access event, count for count,
+// under concurrent load.
+func TestGuardReconciles(t *testing.T) {
+	e := newEnv(t)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Go(func() {
+			token := []string{"kim", "lee", "forged", "kim-noscope"}[i%4]
+			if status, _ := e.get(t, "/me/profile", token, ""); status == 200 {
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	var forwarded, refused int64
+	for _, a := range e.rec.all {
+		switch a.Outcome {
+		case guard.Forwarded:
+			forwarded++
+		case guard.Refused:
+			refused++
+		}
+	}
+	if ok.Load() != 100 || forwarded != ok.Load() || e.upstream.Load() != forwarded || refused != 100 {
+		t.Fatalf("%d responses released, %d forwards recorded, %d upstream calls, %d refusals; want 100 each", ok.Load(), forwarded, e.upstream.Load(), refused)
+	}
+}
