@@ -195,16 +195,7 @@ const (
 // recorded as decimal strings. It marks the event with a "sanitized"
 // field so nobody mistakes a cleaned value for the original.
 func sanitize(e event.Event) event.Event {
-	clean := func(s string, n int) string {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-		if len(s) <= n {
-			return s
-		}
-		for n > 0 && !utf8.RuneStart(s[n]) {
-			n--
-		}
-		return s[:n]
-	}
+	clean := clipUTF8
 	e.Actor, e.Subject = clean(e.Actor, maxTopLevel), clean(e.Subject, maxTopLevel)
 	e.Client, e.IP = clean(e.Client, maxTopLevel), clean(e.IP, maxTopLevel)
 	fields := make(map[string]any, len(e.Fields)+1)
@@ -233,6 +224,19 @@ func sanitize(e event.Event) event.Event {
 	fields["sanitized"] = true
 	e.Fields = fields
 	return e
+}
+
+// clipUTF8 returns s with invalid UTF-8 replaced, cut to at most n bytes
+// on a character boundary.
+func clipUTF8(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func safeInt(v int64) any {

@@ -1,0 +1,74 @@
+package audit
+
+import (
+	"context"
+	"strings"
+
+	"github.com/custos-dev/custos/guard"
+	"github.com/custos-dev/custos/internal/event"
+)
+
+// Access event types (class access; docs/spec/audit-event.md §11).
+const (
+	EventDataRead        = "data_read"        // forwarded: every check passed
+	EventAccessRefused   = "access_refused"   // refused, with its reason
+	EventAccessMonitored = "access_monitored" // a check failed on a monitor route; forwarded
+)
+
+// maxProbePath bounds the path recorded for a request that matched no route.
+const maxProbePath = 256
+
+var _ guard.Recorder = (*Log)(nil)
+
+// Record makes a guard's access event durable: it returns once the event
+// is in the log.
+func (l *Log) Record(ctx context.Context, a guard.Access) error {
+	return l.Emit(ctx, AccessEvent(a))
+}
+
+// AccessEvent is the audit event of a guarded request. It names the route
+// pattern, not the path, which may carry more than identifiers; only a
+// request that matched no route records its path, cut short.
+func AccessEvent(a guard.Access) event.Event {
+	typ := EventDataRead
+	switch a.Outcome {
+	case guard.Refused:
+		typ = EventAccessRefused
+	case guard.Monitored:
+		typ = EventAccessMonitored
+	}
+	f := map[string]any{
+		"method": a.Method,
+		"mode":   a.Mode.String(),
+		"status": int64(a.Status),
+	}
+	put := func(k, v string) {
+		if v != "" {
+			f[k] = v
+		}
+	}
+	put("route", a.Route)
+	if a.Route == "" {
+		put("path", clipUTF8(a.Path, maxProbePath))
+	}
+	put("reason", string(a.Reason))
+	put("jti", a.JTI)
+	put("kid", a.KeyID)
+	put("purpose", a.Purpose)
+	put("user_agent", a.UserAgent)
+	if len(a.Data) > 0 {
+		cats := make([]string, len(a.Data))
+		for i, c := range a.Data {
+			cats[i] = string(c)
+		}
+		f["data"] = strings.Join(cats, " ")
+	}
+	if a.Outcome != guard.Refused {
+		f["size"] = a.Size
+	}
+	return event.Event{
+		Time: a.Time, Class: event.ClassAccess, Type: typ,
+		Actor: a.Subject, Subject: a.DataSubject, Client: a.ClientID, IP: a.ClientIP,
+		Fields: f,
+	}
+}
