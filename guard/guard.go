@@ -184,6 +184,11 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, upstream http.Hand
 // check runs the route's checks and fills a with what the token says. It
 // returns the reason and status of the first failure, or "".
 func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, a *Access) (verify.Reason, int) {
+	// Whose data the path asks for is recorded even if the token fails:
+	// a forged token's target is part of an incident's scope.
+	if rt.SubjectParam != "" {
+		a.DataSubject = m.Subject
+	}
 	token, ok := bearer(r)
 	if !ok {
 		return ReasonNoToken, http.StatusUnauthorized
@@ -198,9 +203,8 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 		return reason, http.StatusUnauthorized
 	}
 	a.JTI, a.Subject, a.ClientID, a.KeyID = c.JTI, c.Subject, c.ClientID, c.KeyID
-	a.DataSubject = c.Subject
-	if rt.SubjectParam != "" {
-		a.DataSubject = m.Subject
+	if rt.SubjectParam == "" {
+		a.DataSubject = c.Subject
 	}
 	if p := r.Header.Get(PurposeHeader); p != "" {
 		a.Purpose = clip(p, maxPurposeBytes)

@@ -174,7 +174,7 @@ func TestGuard(t *testing.T) {
 		{"staff on a customers-only route", "/customers/acc_lee/orders", "support", "ticket 4411", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
 		{"no route", "/admin/export", "kim", "", 404, guard.Refused, guard.ReasonNoRoute, ""},
 		{"monitored: another's data", "/monitored/acc_lee", "kim", "", 200, guard.Monitored, guard.ReasonSubjectMismatch, "acc_lee"},
-		{"monitored: forged token", "/monitored/acc_lee", "forged", "", 200, guard.Monitored, verify.ReasonForged, ""},
+		{"monitored: forged token", "/monitored/acc_lee", "forged", "", 200, guard.Monitored, verify.ReasonForged, "acc_lee"},
 		{"response over the bound", "/big", "kim", "", 502, guard.Refused, guard.ReasonResponseTooLarge, "acc_kim"},
 	}
 	e := newEnv(t)

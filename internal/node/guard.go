@@ -1,0 +1,23 @@
+package node
+
+import (
+	"net/http"
+
+	"github.com/custos-dev/custos/guard"
+)
+
+// Guard returns upstream behind the guard: requests are checked against
+// policy with tokens meant for audience, verified in-process (keys from
+// custody, receipts from the store), and every access is recorded in the
+// node's audit log before its response is released.
+func (n *Node) Guard(policy *guard.Policy, audience string, upstream http.Handler) (http.Handler, error) {
+	v, err := n.Verifier(audience)
+	if err != nil {
+		return nil, err
+	}
+	g, err := guard.New(guard.Config{Policy: policy, Verifier: v, Recorder: n.Audit, Now: n.cfg.Issuance.Now, Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	return g.Wrap(upstream), nil
+}
