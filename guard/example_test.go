@@ -27,6 +27,6 @@ route GET /customers/{id}/addresses
 	// Output:
 	// GET /customers/{id}/addresses acc_7 [address entrance_code]
 	// invalid guard policy:
-	// shop.policy:3: unknown data category "shoe_size" (see docs/spec/guard-policy.md; custom ones start with x-)
 	// shop.policy:2: route GET /me has no subject line
+	// shop.policy:3: unknown data category "shoe_size" (see docs/spec/guard-policy.md; custom ones start with x-)
 }

@@ -203,6 +203,9 @@ func ParsePolicy(name string, r io.Reader) (*Policy, error) {
 		ps.errorf(1, "the file is empty; it must start with %q", PolicyVersion)
 	}
 	if len(ps.errs) > 0 {
+		slices.SortStableFunc(ps.errs, func(a, b error) int {
+			return a.(*PolicyError).Line - b.(*PolicyError).Line
+		})
 		return nil, fmt.Errorf("%w:\n%w", ErrPolicy, errors.Join(ps.errs...))
 	}
 	for _, rt := range ps.p.Routes {
@@ -216,7 +219,7 @@ func ParsePolicy(name string, r io.Reader) (*Policy, error) {
 type policyParser struct {
 	file      string
 	p         *Policy
-	errs      []error
+	errs      []error // each a *PolicyError
 	versioned bool
 	modeSet   bool
 	size      int

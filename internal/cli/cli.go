@@ -57,6 +57,7 @@ Usage:
   custos audit verify|prove|check-proof|query|hold|retention|prune
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
+  custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
   custos version
 
 Run "custos COMMAND -h" for a command's flags.
@@ -87,6 +88,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return auditCmd(ctx, rest, stdio)
 	case "witness":
 		return witnessCmd(ctx, rest, stdio)
+	case "guard":
+		return guardCmd(ctx, rest, stdio)
 	case "version":
 		fmt.Fprintln(stdio.Stdout, "custos", Version)
 		return nil

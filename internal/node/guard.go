@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"net"
 	"net/http"
 
 	"github.com/custos-dev/custos/guard"
@@ -20,4 +22,14 @@ func (n *Node) Guard(policy *guard.Policy, audience string, upstream http.Handle
 		return nil, err
 	}
 	return g.Wrap(upstream), nil
+}
+
+// ServeGuard serves a guarded upstream (from Guard) on ln until ctx ends,
+// reloading keys as Serve does, so that a key revoked by another process
+// sharing the data directory is refused here within keyReloadInterval.
+func (n *Node) ServeGuard(ctx context.Context, ln net.Listener, h http.Handler) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go n.reloadKeys(ctx)
+	return ServeHTTP(ctx, ln, h, n.log)
 }

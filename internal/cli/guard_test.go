@@ -1,0 +1,121 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// custos guard, beside custos serve on the same data directory, lets a
+// service's data out only for tokens serve issued, and records each access
+// in the shared audit log.
+func TestGuardProxy(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	addr, gaddr := freeAddr(t), freeAddr(t)
+	serveOut := start(t, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+	waitFor(t, "serve", func() bool { return strings.Contains(serveOut.String(), "custos is serving") })
+	out, err := run(t, "clients", "add", "--data", data, "--id", "support-tool", "--scope", "orders:read",
+		"--grant", "client_credentials", "--audience", "orders", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var client struct {
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal([]byte(out), &client); err != nil || client.Secret == "" {
+		t.Fatalf("clients add: %v\n%s", err, out)
+	}
+
+	var calls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Header.Get("X-Forwarded-For") == "" {
+			t.Error("the proxy did not set X-Forwarded-For")
+		}
+		io.WriteString(w, `{"orders":["o_1"],"path":"`+r.URL.Path+`"}`)
+	}))
+	defer upstream.Close()
+	policy := filepath.Join(dir, "orders.policy")
+	os.WriteFile(policy, []byte("custos-guard-policy v1\nroute GET /customers/{id}/orders\n  subject path id\n  staff-scope orders:read\n  data order_history\n"), 0o600)
+	guardOut := start(t, "guard", "--data", data, "--upstream", upstream.URL, "--policy", policy, "--listen", gaddr,
+		"--audience", "orders", "--issuer", "http://"+addr)
+	waitFor(t, "the guard", func() bool { return strings.Contains(guardOut.String(), "custos guard on "+gaddr) })
+	if !strings.Contains(guardOut.String(), "GET /customers/{id}/orders") {
+		t.Fatalf("guard does not list its routes:\n%s", guardOut)
+	}
+
+	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"orders:read"}}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/oauth2/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("support-tool", client.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if tok.AccessToken == "" {
+		t.Fatalf("no token: %d", resp.StatusCode)
+	}
+
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+gaddr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		req.Header.Set("Custos-Purpose", "refund request 88")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := get("/customers/acc_1/orders", tok.AccessToken); status != 200 || !strings.Contains(body, `"path":"/customers/acc_1/orders"`) {
+		t.Fatalf("issued token through the guard: %d %s", status, body)
+	}
+	if status, body := get("/customers/acc_1/orders", tok.AccessToken[:len(tok.AccessToken)-4]+"AAAA"); status != 401 || strings.Contains(body, "o_1") {
+		t.Fatalf("tampered token: %d %s", status, body)
+	}
+	if status, _ := get("/customers/acc_1/orders", ""); status != 401 {
+		t.Fatalf("no token: %d", status)
+	}
+	if status, _ := get("/admin", tok.AccessToken); status != 404 {
+		t.Fatalf("unnamed route: %d", status)
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("the service was called %d times, want once", calls.Load())
+	}
+	q, err := run(t, "audit", "query", "--data", data, "--class", "access", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"type":"data_read"`, `"purpose":"refund request 88"`, `"reason":"bad_signature"`, `"reason":"no_token"`, `"reason":"no_route"`} {
+		if !strings.Contains(strings.ReplaceAll(q, " ", ""), strings.ReplaceAll(want, " ", "")) {
+			t.Errorf("audit query --class access lacks %s:\n%s", want, q)
+		}
+	}
+}
