@@ -48,6 +48,7 @@ const (
 
 // Reasons the guard refuses a request, beyond verify's (verify.Reason).
 const (
+	ReasonBadRequest       verify.Reason = "bad_request"        // a read (GET or HEAD) with a body: a smuggling attempt, or a broken client
 	ReasonNoRoute          verify.Reason = "no_route"           // the policy names no route for it
 	ReasonNoToken          verify.Reason = "no_token"           // no bearer token
 	ReasonSubjectMismatch  verify.Reason = "subject_mismatch"   // another subject's data, without the route's staff scopes
@@ -158,6 +159,13 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, upstream http.Hand
 	a := Access{
 		Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Mode: g.cfg.Policy.Mode,
 		ClientIP: clientIP(r), UserAgent: clip(r.UserAgent(), maxUserAgentBytes),
+	}
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+		// net/http lets Transfer-Encoding override a Content-Length
+		// sent with it; a read has no body, so either is refused.
+		a.Mode = Enforce
+		g.refuse(ctx, w, a, ReasonBadRequest, http.StatusBadRequest)
+		return
 	}
 	m, ok := g.cfg.Policy.Match(r)
 	if !ok {

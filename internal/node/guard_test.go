@@ -1,6 +1,8 @@
 package node_test
 
 import (
+	"bufio"
+	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -9,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -103,4 +106,79 @@ func fmtReason(e event.Event) string {
 		return r
 	}
 	return "-"
+}
+
+// Bad input to the guard gets a clear 4xx, never reaches the service and is
+// never recorded as a read: oversized headers, request smuggling attempts
+// with conflicting Content-Length and Transfer-Encoding, malformed paths.
+func TestGuardBadInput(t *testing.T) {
+	n, _ := startNode(t, nil)
+	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	h, err := n.Guard(policy, "orders", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, "personal data")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.ServeGuard(ctx, ln, h) }()
+	defer func() { cancel(); <-done }()
+
+	raw := func(req string) int {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, req)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", req[:min(len(req), 60)], err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name, req string
+		status    int
+	}{
+		{"huge header", "GET /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+		{"Content-Length and Transfer-Encoding", "GET /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"Content-Length and Transfer-Encoding on a POST", "POST /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 404},
+		{"a body on a read", "GET /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd", 400},
+		{"two Content-Lengths", "GET /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcd", 400},
+		{"bad escape", "GET /customers/%ZZ/orders HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"invalid UTF-8 in a header name", "GET /customers/acc_1/orders HTTP/1.1\r\nHost: x\r\nX-\xff: 1\r\n\r\n", 400},
+		{"no Host", "GET /customers/acc_1/orders HTTP/1.1\r\n\r\n", 400},
+		{"path traversal", "GET /customers/../admin/orders HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"double slash", "GET /customers//orders HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+		{"invalid UTF-8 in the path", "GET /customers/%ff%fe/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer x.y.z\r\n\r\n", 401},
+	}
+	for _, tc := range tests {
+		if got := raw(tc.req); got != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, got, tc.status)
+		}
+	}
+	if calls.Load() != 0 {
+		t.Fatalf("bad input reached the service %d times", calls.Load())
+	}
+	reads := 0
+	err = n.Audit.Query(t.Context(), audit.Filter{Types: []string{audit.EventDataRead, audit.EventAccessMonitored}}, func(audit.Record) error {
+		reads++
+		return nil
+	})
+	if err != nil || reads != 0 {
+		t.Fatalf("%d reads recorded (%v)", reads, err)
+	}
 }
