@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,55 +16,53 @@ import (
 	"github.com/custos-dev/custos/internal/node"
 )
 
-// guardCmd runs the guard as a reverse proxy in front of a service.
-func guardCmd(ctx context.Context, args []string, stdio IO) error {
-	fs := flags("guard", stdio)
-	var nf nodeFlags
-	nf.register(fs)
-	upstream := fs.String("upstream", "", "URL of the service to guard (required)")
-	policyFile := fs.String("policy", "", "the guard policy file (required; docs/spec/guard-policy.md)")
-	listen := fs.String("listen", "127.0.0.1:8081", "listen address")
-	audience := fs.String("audience", "", "the audience access tokens must name (default: the upstream URL)")
-	iss := fs.String("issuer", "", "custos's issuer URL, as in the tokens (default: http://"+node.DefaultAddr+")")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return usagef("custos guard: unexpected arguments %q", fs.Args())
-	}
-	up, err := url.Parse(*upstream)
-	if *upstream == "" || err != nil || (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
-		return usagef("custos guard: --upstream: want an http or https URL, got %q", *upstream)
-	}
-	if *policyFile == "" {
-		return usagef("custos guard: --policy is required")
-	}
-	if *audience == "" {
-		*audience = up.String()
-	}
-	f, err := os.Open(*policyFile)
-	if err != nil {
-		return fmt.Errorf("guard policy: %w", err)
-	}
-	policy, err := guard.ParsePolicy(*policyFile, f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	log := slog.New(slog.NewTextHandler(stdio.Stderr, nil))
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	defer ln.Close()
+// guardFlags are the flags that put a service behind the guard, for
+// `custos guard` and (prefixed "guard-") `custos serve`.
+type guardFlags struct {
+	cmd                                  string
+	upstream, policy, listen, audience   *string
+	flagUpstream, flagPolicy, flagListen string
+}
 
-	cfg := nf.config()
-	cfg.Issuer, cfg.Logger = *iss, log
-	n, err := node.Open(ctx, cfg)
-	if err != nil {
-		return err
+func (g *guardFlags) register(fs flagSet, cmd, prefix string) {
+	g.cmd = cmd
+	g.flagUpstream, g.flagPolicy, g.flagListen = prefix+"upstream", prefix+"policy", prefix+"listen"
+	g.upstream = fs.String(g.flagUpstream, "", "URL of the service to guard")
+	g.policy = fs.String(g.flagPolicy, "", "the guard policy file (docs/spec/guard-policy.md)")
+	g.listen = fs.String(g.flagListen, "127.0.0.1:8081", "the guard's listen address")
+	g.audience = fs.String(prefix+"audience", "", "the audience access tokens must name (default: the upstream URL)")
+}
+
+// flagSet is the part of *flag.FlagSet guardFlags uses.
+type flagSet interface {
+	String(name, value, usage string) *string
+}
+
+func (g *guardFlags) set() bool { return *g.upstream != "" || *g.policy != "" }
+
+// load checks the flags and reads the policy.
+func (g *guardFlags) load() (*url.URL, *guard.Policy, error) {
+	up, err := url.Parse(*g.upstream)
+	if *g.upstream == "" || err != nil || (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
+		return nil, nil, usagef("custos %s: --%s: want an http or https URL, got %q", g.cmd, g.flagUpstream, *g.upstream)
 	}
-	defer n.Close()
+	if *g.policy == "" {
+		return nil, nil, usagef("custos %s: --%s is required", g.cmd, g.flagPolicy)
+	}
+	if *g.audience == "" {
+		*g.audience = up.String()
+	}
+	f, err := os.Open(*g.policy)
+	if err != nil {
+		return nil, nil, fmt.Errorf("guard policy: %w", err)
+	}
+	defer f.Close()
+	p, err := guard.ParsePolicy(*g.policy, f)
+	return up, p, err
+}
+
+// handler is the guarded reverse proxy to up.
+func (g *guardFlags) handler(n *node.Node, up *url.URL, p *guard.Policy, log *slog.Logger) (http.Handler, error) {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
@@ -76,14 +75,53 @@ func guardCmd(ctx context.Context, args []string, stdio IO) error {
 			http.Error(w, "upstream unavailable", http.StatusBadGateway)
 		},
 	}
-	h, err := n.Guard(policy, *audience, proxy)
+	return n.Guard(p, *g.audience, proxy)
+}
+
+func (g *guardFlags) describe(w io.Writer, ln net.Listener, up *url.URL, p *guard.Policy, issuer string) {
+	fmt.Fprintf(w, "custos guard on %s: %d routes of %s, tokens from %s for audience %s\n",
+		ln.Addr(), len(p.Routes), up.Redacted(), issuer, *g.audience)
+	for _, rt := range p.Routes {
+		fmt.Fprintf(w, "  %-40s %s\n", rt.Pattern, rt.Mode)
+	}
+}
+
+// guardCmd runs the guard as a reverse proxy in front of a service.
+func guardCmd(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("guard", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	var gf guardFlags
+	gf.register(fs, "guard", "")
+	iss := fs.String("issuer", "", "custos's issuer URL, as in the tokens (default: http://"+node.DefaultAddr+")")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("custos guard: unexpected arguments %q", fs.Args())
+	}
+	up, policy, err := gf.load()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdio.Stdout, "custos guard on %s: %d routes of %s, tokens from %s for audience %s\n",
-		ln.Addr(), len(policy.Routes), up.Redacted(), n.Config().Issuer, *audience)
-	for _, rt := range policy.Routes {
-		fmt.Fprintf(stdio.Stdout, "  %-40s %s\n", rt.Pattern, rt.Mode)
+	log := slog.New(slog.NewTextHandler(stdio.Stderr, nil))
+	ln, err := net.Listen("tcp", *gf.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
 	}
+	defer ln.Close()
+
+	cfg := nf.config()
+	cfg.Issuer, cfg.Logger = *iss, log
+	n, err := node.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	h, err := gf.handler(n, up, policy, log)
+	if err != nil {
+		return err
+	}
+	gf.describe(stdio.Stdout, ln, up, policy, n.Config().Issuer)
 	return n.ServeGuard(ctx, ln, h)
 }

@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"runtime/debug"
 
+	"golang.org/x/sync/errgroup"
+
+	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/demo"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/node"
@@ -22,8 +26,20 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	var witnesses witnessList
 	fs.Var(&witnesses, "witness", "a witness to send audit-log checkpoints to, as URL=VKEY (repeatable)")
+	var gf guardFlags
+	gf.register(fs, "serve", "guard-")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var (
+		up     *url.URL
+		policy *guard.Policy
+	)
+	if gf.set() {
+		var err error
+		if up, policy, err = gf.load(); err != nil {
+			return err
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -68,8 +84,25 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		fmt.Fprintln(stdio.Stdout, "  echo 'a long password' | custos accounts add --login you@example.com --name 'Your Name'")
 		fmt.Fprintln(stdio.Stdout, "or run `custos serve --demo` for a ready-made demo.")
 	}
-	log.Info("serving", "issuer", base, "addr", ln.Addr().String())
-	return n.Serve(ctx, ln)
+	if policy == nil {
+		log.Info("serving", "issuer", base, "addr", ln.Addr().String())
+		return n.Serve(ctx, ln)
+	}
+	gln, err := net.Listen("tcp", *gf.listen)
+	if err != nil {
+		return fmt.Errorf("guard: listen: %w", err)
+	}
+	defer gln.Close()
+	h, err := gf.handler(n, up, policy, log)
+	if err != nil {
+		return err
+	}
+	gf.describe(stdio.Stdout, gln, up, policy, base)
+	log.Info("serving", "issuer", base, "addr", ln.Addr().String(), "guard", gln.Addr().String())
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.Serve(ctx, ln) })
+	g.Go(func() error { return node.ServeHTTP(ctx, gln, h, log) })
+	return g.Wait()
 }
 
 func seedDemo(ctx context.Context, n *node.Node, stdio IO) error {
