@@ -63,6 +63,14 @@ const (
 // subject's data.
 const PurposeHeader = "Custos-Purpose"
 
+// Headers the guard sets on a forwarded request, replacing any the client
+// sent, so that the upstream knows whom the verified token names.
+const (
+	SubjectHeader     = "Custos-Subject"      // the token's subject
+	ClientHeader      = "Custos-Client"       // the token's client id
+	DataSubjectHeader = "Custos-Data-Subject" // whose data the route returns
+)
+
 // Access is the record of one guarded request: a read, or a refusal.
 type Access struct {
 	Time    time.Time
@@ -238,8 +246,20 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 }
 
 // forward runs upstream into a buffer, records the access and only then
-// releases the response.
+// releases the response. The upstream gets the verified identity in the
+// Custos-* headers, never what the client claimed there.
 func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream http.Handler, a Access) {
+	r = r.Clone(ctx)
+	for k := range r.Header {
+		if strings.HasPrefix(k, "Custos-") && k != PurposeHeader {
+			delete(r.Header, k)
+		}
+	}
+	for k, v := range map[string]string{SubjectHeader: a.Subject, ClientHeader: a.ClientID, DataSubjectHeader: a.DataSubject} {
+		if v != "" {
+			r.Header.Set(k, v)
+		}
+	}
 	buf := &bufferedResponse{header: make(http.Header), max: g.cfg.MaxResponseBytes}
 	upstream.ServeHTTP(buf, r)
 	if buf.tooLarge {

@@ -307,3 +307,41 @@ func TestGuardReconciles(t *testing.T) {
 		t.Fatalf("%d responses released, %d forwards recorded, %d upstream calls, %d refusals; want 100 each", ok.Load(), forwarded, e.upstream.Load(), refused)
 	}
 }
+
+// The upstream learns whom the verified token names from the guard, never
+// from what the client sent.
+func TestGuardIdentityHeaders(t *testing.T) {
+	p, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/addresses\n subject path id\n staff-scope customers:read\n data address\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := guard.New(guard.Config{Policy: p, Recorder: &recorder{}, Verifier: tokens{"support": claims("op_park", "console", "customers:read")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen http.Header
+	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() }))
+	r := httptest.NewRequest("GET", "/customers/acc_lee/addresses", nil)
+	r.Header.Set("Authorization", "Bearer support")
+	r.Header.Set(guard.PurposeHeader, "ticket 4411")
+	r.Header.Set(guard.SubjectHeader, "acc_lee")     // a lie
+	r.Header.Set("Custos-Role", "admin")             // not the guard's
+	r.Header.Set(guard.DataSubjectHeader, "acc_kim") // another lie
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 {
+		t.Fatalf("status %d", w.Code)
+	}
+	want := map[string]string{
+		guard.SubjectHeader: "op_park", guard.ClientHeader: "console", guard.DataSubjectHeader: "acc_lee",
+		guard.PurposeHeader: "ticket 4411", "Custos-Role": "",
+	}
+	for k, v := range want {
+		if got := seen.Get(k); got != v {
+			t.Errorf("upstream saw %s: %q, want %q", k, got, v)
+		}
+	}
+	if r.Header.Get(guard.SubjectHeader) != "acc_lee" {
+		t.Error("the guard changed the caller's request")
+	}
+}
