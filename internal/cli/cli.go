@@ -59,6 +59,7 @@ Usage:
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
   custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
+  custos demo-shop [--seed N] [--listen HOST:PORT] | --export N | --policy
   custos version
 
 Run "custos COMMAND -h" for a command's flags.
@@ -91,6 +92,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return witnessCmd(ctx, rest, stdio)
 	case "guard":
 		return guardCmd(ctx, rest, stdio)
+	case "demo-shop":
+		return demoShopCmd(ctx, rest, stdio)
 	case "version":
 		fmt.Fprintln(stdio.Stdout, "custos", Version)
 		return nil
