@@ -3,6 +3,8 @@ package guard
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -130,6 +132,9 @@ type Route struct {
 type Policy struct {
 	// Mode is the default mode of the policy's routes.
 	Mode Mode
+	// Digest is the SHA-256 of the policy file, in hex: which policy a
+	// guard ran is recorded by it.
+	Digest string
 	// Routes are the routes in the order the file gives them.
 	Routes []*Route
 
@@ -197,7 +202,9 @@ var ErrPolicy = errors.New("invalid guard policy")
 // line, and wraps ErrPolicy.
 func ParsePolicy(name string, r io.Reader) (*Policy, error) {
 	ps := &policyParser{file: name, p: &Policy{mux: http.NewServeMux()}, seen: map[string]int{}}
-	ps.parse(io.LimitReader(r, maxPolicyBytes+1))
+	h := sha256.New()
+	ps.parse(io.TeeReader(io.LimitReader(r, maxPolicyBytes+1), h))
+	ps.p.Digest = hex.EncodeToString(h.Sum(nil))
 	ps.finishRoute()
 	if !ps.versioned && len(ps.errs) == 0 {
 		ps.errorf(1, "the file is empty; it must start with %q", PolicyVersion)

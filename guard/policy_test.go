@@ -1,6 +1,8 @@
 package guard_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http/httptest"
 	"reflect"
@@ -61,6 +63,9 @@ func TestParsePolicy(t *testing.T) {
 		Data: []guard.Category{"order_history"},
 		Rate: &guard.Rate{N: 10, Per: time.Second, Burst: 50, Key: guard.PerSubject},
 	}}
+	if sum := sha256.Sum256([]byte(shopPolicy)); p.Digest != hex.EncodeToString(sum[:]) {
+		t.Fatalf("digest %s, want the file's SHA-256", p.Digest)
+	}
 	if p.Mode != guard.Enforce || len(p.Routes) != len(want) {
 		t.Fatalf("policy mode %v, %d routes; want enforce, %d", p.Mode, len(p.Routes), len(want))
 	}

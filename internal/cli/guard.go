@@ -62,7 +62,7 @@ func (g *guardFlags) load() (*url.URL, *guard.Policy, error) {
 }
 
 // handler is the guarded reverse proxy to up.
-func (g *guardFlags) handler(n *node.Node, up *url.URL, p *guard.Policy, log *slog.Logger) (http.Handler, error) {
+func (g *guardFlags) handler(ctx context.Context, n *node.Node, up *url.URL, p *guard.Policy, log *slog.Logger) (http.Handler, error) {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
@@ -75,7 +75,7 @@ func (g *guardFlags) handler(n *node.Node, up *url.URL, p *guard.Policy, log *sl
 			http.Error(w, "upstream unavailable", http.StatusBadGateway)
 		},
 	}
-	return n.Guard(p, *g.audience, proxy)
+	return n.Guard(ctx, node.GuardConfig{Policy: p, Audience: *g.audience, Upstream: up.Redacted(), Actor: actor()}, proxy)
 }
 
 func (g *guardFlags) describe(w io.Writer, ln net.Listener, up *url.URL, p *guard.Policy, issuer string) {
@@ -118,7 +118,7 @@ func guardCmd(ctx context.Context, args []string, stdio IO) error {
 		return err
 	}
 	defer n.Close()
-	h, err := gf.handler(n, up, policy, log)
+	h, err := gf.handler(ctx, n, up, policy, log)
 	if err != nil {
 		return err
 	}

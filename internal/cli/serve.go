@@ -93,7 +93,7 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		return fmt.Errorf("guard: listen: %w", err)
 	}
 	defer gln.Close()
-	h, err := gf.handler(n, up, policy, log)
+	h, err := gf.handler(ctx, n, up, policy, log)
 	if err != nil {
 		return err
 	}

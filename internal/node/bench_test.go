@@ -423,7 +423,7 @@ func BenchmarkGuardMiddleware(b *testing.B) {
 		b.Fatal(err)
 	}
 	body := []byte(`{"orders":[{"id":"o_1","total":12000}]}`)
-	h, err := n.Guard(policy, "orders", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	h, err := n.Guard(b.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,20 +4,56 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/custos-dev/custos/guard"
+	"github.com/custos-dev/custos/internal/event"
 )
 
+// GuardConfig says what a guard in front of an upstream enforces.
+type GuardConfig struct {
+	Policy *guard.Policy
+	// Audience is what access tokens must name in aud.
+	Audience string
+	// Upstream names the guarded service in the audit log.
+	Upstream string
+	// Actor is who started the guard.
+	Actor string
+}
+
+// EventGuardStarted records which policy a guard enforces, and which of its
+// routes only monitor: switching a route to monitor shows as a guard
+// started with a policy that monitors it.
+const EventGuardStarted = "guard_started"
+
 // Guard returns upstream behind the guard: requests are checked against
-// policy with tokens meant for audience, verified in-process (keys from
-// custody, receipts from the store), and every access is recorded in the
-// node's audit log before its response is released.
-func (n *Node) Guard(policy *guard.Policy, audience string, upstream http.Handler) (http.Handler, error) {
-	v, err := n.Verifier(audience)
+// the policy with tokens meant for the audience, verified in-process (keys
+// from custody, receipts from the store), and every access is recorded in
+// the node's audit log before its response is released. The guard's start
+// is itself recorded.
+func (n *Node) Guard(ctx context.Context, gc GuardConfig, upstream http.Handler) (http.Handler, error) {
+	v, err := n.Verifier(gc.Audience)
 	if err != nil {
 		return nil, err
 	}
-	g, err := guard.New(guard.Config{Policy: policy, Verifier: v, Recorder: n.Audit, Now: n.cfg.Issuance.Now, Logger: n.log})
+	g, err := guard.New(guard.Config{Policy: gc.Policy, Verifier: v, Recorder: n.Audit, Now: n.cfg.Issuance.Now, Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	var monitored []string
+	for _, rt := range gc.Policy.Routes {
+		if rt.Mode == guard.Monitor {
+			monitored = append(monitored, rt.Pattern)
+		}
+	}
+	err = n.Audit.Emit(ctx, event.Event{Class: event.ClassAdmin, Type: EventGuardStarted, Actor: gc.Actor, Fields: map[string]any{
+		"policy_sha256": gc.Policy.Digest,
+		"routes":        int64(len(gc.Policy.Routes)),
+		"monitored":     strings.Join(monitored, ", "),
+		"default_mode":  gc.Policy.Mode.String(),
+		"audience":      gc.Audience,
+		"upstream":      gc.Upstream,
+	}})
 	if err != nil {
 		return nil, err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/node"
 )
 
 // The 2025 case through the guard: a token custos issued reads a
@@ -48,7 +49,7 @@ route GET /customers/{id}/orders
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	h, err := n.Guard(policy, "orders", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		io.WriteString(w, `{"orders":[{"id":"o_1","address":"Seoul"}]}`)
 	}))
@@ -99,6 +100,15 @@ route GET /customers/{id}/orders
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("access events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	// The guard's start names its policy.
+	var started []event.Event
+	err = n.Audit.Query(ctx, audit.Filter{Types: []string{node.EventGuardStarted}}, func(r audit.Record) error {
+		started = append(started, r.Event)
+		return nil
+	})
+	if err != nil || len(started) != 1 || started[0].Fields["policy_sha256"] != policy.Digest || started[0].Fields["monitored"] != "" {
+		t.Fatalf("guard_started events %+v (%v)", started, err)
+	}
 }
 
 func fmtReason(e event.Event) string {
@@ -118,7 +128,7 @@ func TestGuardBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	h, err := n.Guard(policy, "orders", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		io.WriteString(w, "personal data")
 	}))
