@@ -8,6 +8,8 @@ import (
 
 	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/issuer"
+	"github.com/custos-dev/custos/verify"
 )
 
 // GuardConfig says what a guard in front of an upstream enforces.
@@ -28,11 +30,15 @@ const EventGuardStarted = "guard_started"
 
 // Guard returns upstream behind the guard: requests are checked against
 // the policy with tokens meant for the audience, verified in-process (keys
-// from custody, receipts from the store), and every access is recorded in
+// from custody, receipts from the store, cached while no receipt is
+// revoked), and every access is recorded in
 // the node's audit log before its response is released. The guard's start
 // is itself recorded.
 func (n *Node) Guard(ctx context.Context, gc GuardConfig, upstream http.Handler) (http.Handler, error) {
-	v, err := n.Verifier(gc.Audience)
+	// Receipts are cached until the revocation epoch moves: a revoked
+	// token is refused within verify.DefaultEpochInterval, without a
+	// receipt read per request.
+	v, err := n.verifier(gc.Audience, verify.CachedReceipts(issuer.LocalReceipts(n.Store), n.Store, verify.ReceiptCacheConfig{Now: n.cfg.Issuance.Now}))
 	if err != nil {
 		return nil, err
 	}

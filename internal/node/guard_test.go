@@ -192,3 +192,50 @@ func TestGuardBadInput(t *testing.T) {
 		t.Fatalf("%d reads recorded (%v)", reads, err)
 	}
 }
+
+// A token the guard has seen, and cached, is refused within the revocation
+// epoch's interval once it is revoked.
+func TestGuardSeesRevocation(t *testing.T) {
+	n, base := startNode(t, nil)
+	_, token := service(t, n, base)
+	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "orders")
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := token()
+	get := func() int {
+		r := httptest.NewRequest("GET", "/customers/acc_1/orders", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set(guard.PurposeHeader, "audit")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for range 3 {
+		if status := get(); status != 200 {
+			t.Fatalf("issued token: %d", status)
+		}
+	}
+	if err := n.Store.RevokeReceipt(t.Context(), jtiOf(t, tok), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	for get() == 200 {
+		if time.Since(revoked) > time.Second {
+			t.Fatal("the guard still accepts a token revoked a second ago")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if d := time.Since(revoked); d > 100*time.Millisecond {
+		t.Errorf("the revocation took %v to reach the guard", d)
+	}
+	if status := get(); status != 401 {
+		t.Fatalf("revoked token: %d", status)
+	}
+}

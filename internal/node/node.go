@@ -186,11 +186,15 @@ func (n *Node) Config() Config { return n.cfg }
 // audience: keys straight from custody (a revoked key is refused at once)
 // and receipts straight from the store.
 func (n *Node) Verifier(audience string) (*verify.Verifier, error) {
+	return n.verifier(audience, issuer.LocalReceipts(n.Store))
+}
+
+func (n *Node) verifier(audience string, receipts verify.ReceiptChecker) (*verify.Verifier, error) {
 	return verify.New(verify.Config{
 		Issuer:   n.cfg.Issuer,
 		Audience: audience,
 		Keys:     n.Custody,
-		Receipts: issuer.LocalReceipts(n.Store),
+		Receipts: receipts,
 		Now:      n.cfg.Issuance.Now,
 	})
 }

@@ -262,3 +262,12 @@ func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g s
 		return s.insertGrant(ctx, tx, g)
 	})
 }
+
+// RevocationEpoch returns a counter that every revocation of a receipt
+// increases in the revoking transaction (migration 7's trigger): while it
+// is unchanged, no receipt has been revoked.
+func (s *Store) RevocationEpoch(ctx context.Context) (uint64, error) {
+	var epoch int64
+	err := s.queryRow(ctx, `SELECT epoch FROM revocation_epoch WHERE id = 1`).Scan(&epoch)
+	return uint64(epoch), err
+}

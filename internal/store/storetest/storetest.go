@@ -60,6 +60,7 @@ type Backend interface {
 	InsertKey(ctx context.Context, k store.Key) error
 	Keys(ctx context.Context) ([]store.Key, error)
 	UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error
+	RevocationEpoch(ctx context.Context) (uint64, error)
 	DestroySealedKey(ctx context.Context, kid string) error
 
 	InsertGrant(ctx context.Context, g store.Grant) error

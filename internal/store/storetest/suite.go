@@ -367,14 +367,31 @@ func testRefreshRotation(t *testing.T, b Backend) {
 func testRevocation(t *testing.T, b Backend) {
 	ctx := t.Context()
 	now := t0.Add(time.Minute)
+	epoch := func() uint64 {
+		t.Helper()
+		e, err := b.RevocationEpoch(ctx)
+		must(t, err)
+		return e
+	}
 	expired := receipt("old", "acc_1", "shop", "")
 	expired.ExpiresAt = t0.Add(-time.Minute)
+	e0 := epoch()
 	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{
 		receipt("a1", "acc_1", "shop", "f1"), receipt("a2", "acc_1", "app", "f2"), receipt("b1", "acc_2", "shop", "f3"), expired,
 	}, Refresh: refresh("ra", "acc_1", "shop", "f1")}))
+	if epoch() != e0 {
+		t.Fatal("a grant changed the revocation epoch")
+	}
 
 	must(t, b.RevokeReceipt(ctx, "b1", now))
+	e1 := epoch()
+	if e1 == e0 {
+		t.Fatal("revoking a receipt left the revocation epoch as it was")
+	}
 	must(t, b.RevokeReceipt(ctx, "b1", now.Add(time.Hour)))
+	if epoch() != e1 {
+		t.Fatal("revoking a revoked receipt again changed the revocation epoch")
+	}
 	r, _ := b.Receipt(ctx, "b1")
 	if !r.RevokedAt.Equal(now) {
 		t.Fatalf("revoking twice moved RevokedAt to %v", r.RevokedAt)
@@ -385,6 +402,9 @@ func testRevocation(t *testing.T, b Backend) {
 	must(t, err)
 	if n != 2 {
 		t.Fatalf("RevokeSubject revoked %d receipts, want 2 (unexpired ones only)", n)
+	}
+	if epoch() == e1 {
+		t.Fatal("RevokeSubject left the revocation epoch as it was")
 	}
 	for _, jti := range []string{"a1", "a2"} {
 		if r, _ := b.Receipt(ctx, jti); !r.Revoked() {
