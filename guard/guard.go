@@ -205,9 +205,9 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 	if rt.SubjectParam != "" {
 		a.DataSubject = m.Subject
 	}
-	token, ok := bearer(r)
-	if !ok {
-		return ReasonNoToken, http.StatusUnauthorized
+	token, reason := bearer(r)
+	if reason != "" {
+		return reason, http.StatusUnauthorized
 	}
 	c, err := g.cfg.Verifier.Verify(ctx, token)
 	if err != nil {
@@ -304,17 +304,25 @@ func writeError(w http.ResponseWriter, reason verify.Reason, status int) {
 	json.NewEncoder(w).Encode(map[string]string{"error": string(reason)})
 }
 
-// bearer returns the request's bearer token (RFC 6750 §2.1).
-func bearer(r *http.Request) (string, bool) {
+// bearer returns the request's bearer token (RFC 6750 §2.1), or why there
+// is none: no_token without one, malformed for a Bearer credential that is
+// not a single token or for several Authorization headers.
+func bearer(r *http.Request) (string, verify.Reason) {
 	vals := r.Header.Values("Authorization")
-	if len(vals) != 1 {
-		return "", false
+	switch {
+	case len(vals) == 0:
+		return "", ReasonNoToken
+	case len(vals) > 1:
+		return "", verify.ReasonMalformed
 	}
-	scheme, token, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return "", false
+	scheme, token, _ := strings.Cut(vals[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", ReasonNoToken
 	}
-	return token, true
+	if token == "" || strings.ContainsAny(token, " \t") {
+		return "", verify.ReasonMalformed
+	}
+	return token, ""
 }
 
 func hasAll(c *verify.Claims, scopes []string) bool {

@@ -9,11 +9,15 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/asn1"
+	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/verify"
 )
 
@@ -452,8 +456,45 @@ func TestAttack(t *testing.T) {
 			if err != nil && strings.Contains(err.Error(), tok) {
 				t.Errorf("error contains the token")
 			}
+			// Through the guard, the same token is refused for the
+			// same reason, recorded, and never reaches the service.
+			status, rec, called := throughGuard(t, f.v, tok)
+			if called || status/100 != 4 && status != 503 || rec.Outcome != guard.Refused || rec.Reason != a.want {
+				t.Errorf("through the guard: status %d, recorded %s/%s, upstream called %v; want a refusal for %s", status, rec.Outcome, rec.Reason, called, a.want)
+			}
 		})
 	}
+}
+
+// lastAccess keeps the guard's last access event.
+type lastAccess struct{ a guard.Access }
+
+func (l *lastAccess) Record(_ context.Context, a guard.Access) error { l.a = a; return nil }
+
+// throughGuard sends token to a guarded route whose only check is the
+// token, and returns the status, the access recorded and whether the
+// upstream was called.
+func throughGuard(t *testing.T, v *verify.Verifier, token string) (int, guard.Access, bool) {
+	t.Helper()
+	p, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /me/profile\n subject token\n data name\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &lastAccess{}
+	g, err := guard.New(guard.Config{Policy: p, Verifier: v, Recorder: rec, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	h := g.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called = true }))
+	r := httptest.NewRequest("GET", "/me/profile", nil)
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if strings.Contains(w.Body.String(), token) {
+		t.Error("the guard's answer contains the token")
+	}
+	return w.Code, rec.a, called
 }
 
 func isHeaderReason(r verify.Reason) bool {
