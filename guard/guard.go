@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,9 +169,12 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, upstream http.Hand
 		Time: g.cfg.Now(), Method: r.Method, Path: r.URL.Path, Mode: g.cfg.Policy.Mode,
 		ClientIP: clientIP(r), UserAgent: clip(r.UserAgent(), maxUserAgentBytes),
 	}
-	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.ContentLength != 0 || len(r.TransferEncoding) > 0) ||
+		!plainPath(r.URL) {
 		// net/http lets Transfer-Encoding override a Content-Length
-		// sent with it; a read has no body, so either is refused.
+		// sent with it; a read has no body, so either is refused. A
+		// path the upstream might decode into another (encoded dots,
+		// slashes or backslashes) is refused too.
 		a.Mode = Enforce
 		g.refuse(ctx, w, a, ReasonBadRequest, http.StatusBadRequest)
 		return
@@ -225,7 +229,10 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 	if p := r.Header.Get(PurposeHeader); p != "" {
 		a.Purpose = clip(p, maxPurposeBytes)
 	}
-	if c.Subject != "" && c.Subject == a.DataSubject {
+	// Only a customer's token (one from a sign-in, with a session) reads
+	// its own subject's data: a service's token names its client as its
+	// subject, and a client id must never stand for a customer.
+	if c.Subject != "" && c.SessionID != "" && c.Subject == a.DataSubject {
 		if !hasAll(c, rt.Scopes) {
 			return ReasonMissingScope, http.StatusForbidden
 		}
@@ -250,8 +257,19 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 // Custos-* headers, never what the client claimed there.
 func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream http.Handler, a Access) {
 	r = r.Clone(ctx)
+	// Headers the client names in Connection are removed by a proxy
+	// after this; remove them now, and Connection itself, so that no
+	// header set below can be removed by the client.
+	for _, v := range r.Header["Connection"] {
+		for _, name := range strings.Split(v, ",") {
+			r.Header.Del(strings.TrimSpace(name))
+		}
+	}
+	r.Header.Del("Connection")
 	for k := range r.Header {
-		if strings.HasPrefix(k, "Custos-") && k != PurposeHeader {
+		// Custos_Subject is Custos-Subject to many servers.
+		norm := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if strings.HasPrefix(norm, "custos-") && k != PurposeHeader || routingHeaders[norm] {
 			delete(r.Header, k)
 		}
 	}
@@ -278,7 +296,9 @@ func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	for k, v := range buf.header {
 		h[k] = v
 	}
-	h.Set("Content-Length", strconv.Itoa(buf.body.Len()))
+	if r.Method != http.MethodHead {
+		h.Set("Content-Length", strconv.Itoa(buf.body.Len()))
+	}
 	w.WriteHeader(a.Status)
 	w.Write(buf.body.Bytes())
 }
@@ -297,11 +317,32 @@ func writeError(w http.ResponseWriter, reason verify.Reason, status int) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	if status == http.StatusUnauthorized {
+	switch {
+	case reason == ReasonNoToken:
+		h.Set("WWW-Authenticate", "Bearer") // RFC 6750 §3.1: no error without credentials
+	case status == http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", fmt.Sprintf(`Bearer error="invalid_token", error_description=%q`, string(reason)))
 	}
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]string{"error": string(reason)})
+}
+
+// routingHeaders are headers some servers route by instead of the request
+// line; the guard checked the request line, so they are never forwarded.
+var routingHeaders = map[string]bool{
+	"x-original-url": true, "x-rewrite-url": true, "x-http-method-override": true,
+	"x-http-method": true, "x-method-override": true,
+}
+
+// plainPath reports whether u's path means the same to any upstream: no
+// encoded dot, slash or backslash, no backslash, no control character.
+// The mux already refuses unencoded dot segments and empty segments.
+func plainPath(u *url.URL) bool {
+	raw := strings.ToLower(u.EscapedPath())
+	if strings.Contains(raw, "%2e") || strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") {
+		return false
+	}
+	return !strings.ContainsFunc(u.Path, func(r rune) bool { return r == '\\' || r < 0x20 || r == 0x7f })
 }
 
 // bearer returns the request's bearer token (RFC 6750 §2.1), or why there
@@ -407,9 +448,12 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	if b.code == 0 {
 		b.code = http.StatusOK
 	}
-	if int64(b.body.Len()+len(p)) > b.max {
+	if b.tooLarge || int64(b.body.Len()+len(p)) > b.max {
+		// Drop the rest, without an error that a proxy would turn into
+		// an aborted response: the guard refuses it whole.
 		b.tooLarge = true
-		return 0, errors.New("guard: response too large")
+		b.body.Reset()
+		return len(p), nil
 	}
 	return b.body.Write(p)
 }

@@ -82,8 +82,9 @@ route GET /big
     data name
 `
 
+// claims are a signed-in user's token claims (with a session).
 func claims(sub, client string, scopes ...string) *verify.Claims {
-	return &verify.Claims{Subject: sub, ClientID: client, JTI: "jti-" + sub + "-" + client, KeyID: "kid-1", Scope: scopes}
+	return &verify.Claims{Subject: sub, ClientID: client, JTI: "jti-" + sub + "-" + client, KeyID: "kid-1", Scope: scopes, SessionID: "sid-" + sub}
 }
 
 type env struct {
@@ -102,10 +103,13 @@ func newEnv(t *testing.T) *env {
 	g, err := guard.New(guard.Config{
 		Policy: p, Recorder: e.rec, MaxResponseBytes: 1 << 10,
 		Verifier: tokens{
-			"kim":          claims("acc_kim", "shop", "profile"),
-			"kim-noscope":  claims("acc_kim", "shop"),
-			"lee":          claims("acc_lee", "shop", "profile"),
-			"support":      claims("op_park", "console", "customers:read"),
+			"kim":         claims("acc_kim", "shop", "profile"),
+			"kim-noscope": claims("acc_kim", "shop"),
+			"lee":         claims("acc_lee", "shop", "profile"),
+			"support":     claims("op_park", "console", "customers:read"),
+			// A service's client-credentials token: its subject is its
+			// client id, and it has no session.
+			"service":      &verify.Claims{Subject: "acc_kim", ClientID: "acc_kim", JTI: "jti-svc", KeyID: "kid-1", Scope: []string{"profile"}},
 			"forged":       verify.ReasonForged,
 			"revoked-key":  verify.ReasonRevokedKey,
 			"id-token":     verify.ReasonType,
@@ -167,6 +171,8 @@ func TestGuard(t *testing.T) {
 		{"another audience", "/me/profile", "other-aud", "", 401, guard.Refused, verify.ReasonAudience, ""},
 		{"keys unavailable", "/me/profile", "unavailable", "", 503, guard.Refused, verify.ReasonUnavailable, ""},
 		{"not a verify error", "/me/profile", "broken-error", "", 503, guard.Refused, verify.ReasonUnavailable, ""},
+		{"a service token is no customer", "/me/profile", "service", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_kim"},
+		{"a service named like a customer", "/customers/acc_kim/addresses", "service", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_kim"},
 		{"customer reads another's addresses", "/customers/acc_lee/addresses", "kim", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
 		{"customer reads own addresses", "/customers/acc_kim/addresses", "kim", "", 200, guard.Forwarded, "", "acc_kim"},
 		{"staff with purpose", "/customers/acc_lee/addresses", "support", "ticket 4411", 200, guard.Forwarded, "", "acc_lee"},

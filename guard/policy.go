@@ -229,7 +229,6 @@ type policyParser struct {
 	errs      []error // each a *PolicyError
 	versioned bool
 	modeSet   bool
-	size      int
 
 	route    *parsedRoute
 	skipping bool           // the lines of a route whose route line was refused
@@ -249,20 +248,20 @@ func (ps *policyParser) errorf(line int, format string, args ...any) {
 }
 
 func (ps *policyParser) parse(r io.Reader) {
-	br := bufio.NewReaderSize(r, maxPolicyLine+1)
+	cr := &countingReader{r: r}
+	br := bufio.NewReaderSize(cr, maxPolicyLine+3) // a longest line and its CRLF
 	for line := 1; ; line++ {
-		text, err := readLine(br)
-		ps.size += len(text) + 1
-		if ps.size > maxPolicyBytes+1 {
+		text, long, err := readLine(br)
+		if cr.n > maxPolicyBytes {
 			ps.errorf(line, "the file is larger than %d bytes", maxPolicyBytes)
 			return
 		}
 		switch {
-		case errors.Is(err, errLongLine):
-			ps.errorf(line, "line longer than %d bytes", maxPolicyLine)
 		case err != nil && !errors.Is(err, io.EOF):
 			ps.errorf(line, "read: %v", err)
 			return
+		case long:
+			ps.errorf(line, "line longer than %d bytes", maxPolicyLine)
 		default:
 			ps.line(line, text)
 		}
@@ -272,26 +271,31 @@ func (ps *policyParser) parse(r io.Reader) {
 	}
 }
 
-var errLongLine = errors.New("line too long")
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
 
-// readLine reads one line without its end (\n or \r\n). At the end of the
-// input it returns the last line, possibly empty, with io.EOF.
-func readLine(br *bufio.Reader) (string, error) {
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readLine reads one line without its end (\n or \r\n). A line longer than
+// maxPolicyLine is consumed and reported as long. At the end of the input
+// it returns the last line, possibly empty, with io.EOF.
+func readLine(br *bufio.Reader) (text string, long bool, err error) {
 	b, err := br.ReadSlice('\n')
 	if errors.Is(err, bufio.ErrBufferFull) {
 		for errors.Is(err, bufio.ErrBufferFull) {
 			_, err = br.ReadSlice('\n')
 		}
-		if err != nil && !errors.Is(err, io.EOF) {
-			return "", err
-		}
-		return "", errLongLine
+		return "", true, err
 	}
 	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	if len(s) > maxPolicyLine {
-		return "", errLongLine
-	}
-	return s, err
+	return s, len(s) > maxPolicyLine, err
 }
 
 func isBlank(r rune) bool { return r == ' ' || r == '\t' }
@@ -333,6 +337,13 @@ func (ps *policyParser) line(n int, text string) {
 	case "mode":
 		if ps.modeSet {
 			ps.errorf(n, "the default mode is already set")
+		}
+		if ps.route != nil || len(ps.p.Routes) > 0 || ps.skipping {
+			// An unindented "mode monitor" meant for a route would
+			// otherwise switch every route to monitor.
+			ps.errorf(n, "the default mode must come before the first route; indent it to set this route's mode")
+			ps.modeSet = true
+			return
 		}
 		ps.modeSet = true
 		if len(words) != 2 {

@@ -174,6 +174,8 @@ func TestPolicyErrors(t *testing.T) {
 		{"invalid UTF-8", head + "mode \xff\n", []string{`2: not valid UTF-8`}},
 		{"long line", head + "# " + strings.Repeat("x", 5000) + "\n", []string{`2: line longer than 4096 bytes`}},
 		{"several errors", head + "mode loud\nroute GET /a\n data nope\n", []string{`2: unknown mode "loud"`, `4: unknown data category "nope"`, `3: route GET /a has no subject line`}},
+		{"default mode after a route", route(" subject token", " data name") + "mode monitor\n", []string{`5: the default mode must come before the first route`}},
+		{"errors after a long line", head + "# " + strings.Repeat("x", 5000) + "\nbogus\n", []string{`2: line longer than 4096 bytes`, `3: unknown directive "bogus"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -211,6 +213,22 @@ func TestPolicyTooLarge(t *testing.T) {
 	big := "custos-guard-policy v1\n" + strings.Repeat("# padding padding padding padding padding\n", 30000)
 	if _, err := guard.ParsePolicy("p", strings.NewReader(big)); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Fatalf("a file over 1 MiB: %v", err)
+	}
+	// With CRLF line ends, a file just over the bound is refused too,
+	// rather than cut short at the bound.
+	pad := strings.Repeat("# padding padding padding padding padding\r\n", (1<<20)/43)
+	tail := "route GET /b/{id}\r\n subject path id\r\n data name\r\n staff-scope customers:read customers:admin\r\n"
+	crlf := "custos-guard-policy v1\r\n" + pad + tail
+	if len(crlf) <= 1<<20 {
+		crlf = strings.Replace(crlf, "# padding", "# padding padding", 200)
+	}
+	if _, err := guard.ParsePolicy("p", strings.NewReader(crlf)); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a CRLF file of %d bytes: %v", len(crlf), err)
+	}
+	// A 4,096-byte line with CRLF is not too long.
+	line := "# " + strings.Repeat("x", 4094)
+	if _, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\r\n"+line+"\r\nroute GET /a\r\n subject token\r\n data name\r\n")); err != nil {
+		t.Fatalf("a 4096-byte line with CRLF: %v", err)
 	}
 }
 

@@ -84,7 +84,7 @@ func TestGuardOverAuditLog(t *testing.T) {
 	}
 	g, err := guard.New(guard.Config{Policy: p, Recorder: e.al, Verifier: verifierFunc(func(token string) (*verify.Claims, error) {
 		if strings.HasPrefix(token, "acc_") {
-			return &verify.Claims{Subject: token, ClientID: "shop", JTI: "j_" + token}, nil
+			return &verify.Claims{Subject: token, ClientID: "shop", JTI: "j_" + token, SessionID: "s_" + token}, nil
 		}
 		return nil, &verify.Error{Reason: verify.ReasonForged}
 	})})

@@ -88,7 +88,7 @@ func TestShopBehindTheGuard(t *testing.T) {
 	}
 	shop := demoshop.New(42)
 	g, err := guard.New(guard.Config{Policy: p, Recorder: discard{}, Verifier: verifier{
-		"kim":     {Subject: "acc_kim", ClientID: "shop-web"},
+		"kim":     {Subject: "acc_kim", ClientID: "shop-web", SessionID: "s1"},
 		"support": {Subject: "op_park", ClientID: "console", Scope: []string{"customers:read"}},
 	}})
 	if err != nil {
