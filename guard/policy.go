@@ -26,7 +26,10 @@ const (
 	maxPolicyLine   = 4096
 	maxPolicyBytes  = 1 << 20
 	maxPolicyErrors = 20
-	maxRate         = 1_000_000
+	// maxCollectedErrors bounds the errors kept while parsing; the first
+	// maxPolicyErrors of them by line are reported.
+	maxCollectedErrors = 10_000
+	maxRate            = 1_000_000
 )
 
 // Mode says what the guard does with a request that fails a check.
@@ -213,6 +216,7 @@ func ParsePolicy(name string, r io.Reader) (*Policy, error) {
 		slices.SortStableFunc(ps.errs, func(a, b error) int {
 			return a.(*PolicyError).Line - b.(*PolicyError).Line
 		})
+		ps.errs = ps.errs[:min(len(ps.errs), maxPolicyErrors)]
 		return nil, fmt.Errorf("%w:\n%w", ErrPolicy, errors.Join(ps.errs...))
 	}
 	for _, rt := range ps.p.Routes {
@@ -242,7 +246,7 @@ type parsedRoute struct {
 }
 
 func (ps *policyParser) errorf(line int, format string, args ...any) {
-	if len(ps.errs) < maxPolicyErrors {
+	if len(ps.errs) < maxCollectedErrors {
 		ps.errs = append(ps.errs, &PolicyError{File: ps.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 }
@@ -524,6 +528,9 @@ func (ps *policyParser) finishRoute() {
 	if _, ok := ps.seen["data"]; !ok {
 		ps.errorf(rt.Line, "route %s has no data line", rt.Pattern)
 	}
+	if line, ok := ps.seen["staff-scope"]; ok && rt.subject && rt.SubjectParam == "" {
+		ps.errorf(line, "staff-scope has no effect on a route whose subject is the token's own: give it a subject path")
+	}
 	if !rt.subject || len(rt.Data) == 0 {
 		return
 	}
@@ -540,6 +547,10 @@ func validScope(s string) bool {
 	return s != ""
 }
 
+func isDigits(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+}
+
 func parseRate(args []string) (*Rate, error) {
 	if len(args) == 0 {
 		return nil, errors.New("want N/UNIT [burst B] [per client|subject|ip]")
@@ -549,7 +560,7 @@ func parseRate(args []string) (*Rate, error) {
 		return nil, fmt.Errorf("%q: want N/s, N/m or N/h", args[0])
 	}
 	n, err := strconv.Atoi(num)
-	if err != nil || n < 1 || n > maxRate {
+	if err != nil || n < 1 || n > maxRate || !isDigits(num) {
 		return nil, fmt.Errorf("%q: N must be a whole number from 1 to %d", args[0], maxRate)
 	}
 	rate := &Rate{N: n, Burst: n}
@@ -566,7 +577,7 @@ func parseRate(args []string) (*Rate, error) {
 	rest := args[1:]
 	if len(rest) >= 2 && rest[0] == "burst" {
 		b, err := strconv.Atoi(rest[1])
-		if err != nil || b < 1 || b > maxRate {
+		if err != nil || b < 1 || b > maxRate || !isDigits(rest[1]) {
 			return nil, fmt.Errorf("burst %q: want a whole number from 1 to %d", rest[1], maxRate)
 		}
 		rate.Burst, rest = b, rest[2:]

@@ -174,6 +174,9 @@ func TestPolicyErrors(t *testing.T) {
 		{"invalid UTF-8", head + "mode \xff\n", []string{`2: not valid UTF-8`}},
 		{"long line", head + "# " + strings.Repeat("x", 5000) + "\n", []string{`2: line longer than 4096 bytes`}},
 		{"several errors", head + "mode loud\nroute GET /a\n data nope\n", []string{`2: unknown mode "loud"`, `4: unknown data category "nope"`, `3: route GET /a has no subject line`}},
+		{"signed rate", route(" subject token", " data name", " rate +5/m"), []string{`5: rate: "+5/m": N must be`}},
+		{"signed burst", route(" subject token", " data name", " rate 5/m burst +9"), []string{`5: rate: burst "+9"`}},
+		{"staff-scope on an own-data route", route(" subject token", " data name", " staff-scope support"), []string{`5: staff-scope has no effect`}},
 		{"default mode after a route", route(" subject token", " data name") + "mode monitor\n", []string{`5: the default mode must come before the first route`}},
 		{"errors after a long line", head + "# " + strings.Repeat("x", 5000) + "\nbogus\n", []string{`2: line longer than 4096 bytes`, `3: unknown directive "bogus"`}},
 	}
@@ -201,11 +204,11 @@ func TestPolicyErrors(t *testing.T) {
 	}
 }
 
-// A policy with many bad lines reports the first 20.
+// A policy with many bad lines reports the first 20 by line.
 func TestPolicyErrorsBounded(t *testing.T) {
-	_, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\n"+strings.Repeat("bogus\n", 100)))
-	if n := strings.Count(err.Error(), "unknown directive"); n != 20 {
-		t.Fatalf("%d errors reported, want 20", n)
+	_, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /a\n data name\n"+strings.Repeat("bogus\n", 100)))
+	if n := strings.Count(err.Error(), "unknown directive"); n != 19 || !strings.Contains(err.Error(), "p:2: route GET /a has no subject line") {
+		t.Fatalf("want the route's error (line 2, found at the end) and 19 more:\n%v", err)
 	}
 }
 

@@ -89,6 +89,20 @@ func receiptKey(cl *Claims) string {
 }
 
 func (c *cachedReceipts) CheckReceipt(ctx context.Context, cl *Claims) error {
+	return c.check(ctx, cl, func() error { return c.inner.CheckReceipt(ctx, cl) })
+}
+
+// CheckTokenReceipt lets an inner checker that needs the token (an
+// Introspector) be cached too.
+func (c *cachedReceipts) CheckTokenReceipt(ctx context.Context, token string, cl *Claims) error {
+	tc, ok := c.inner.(TokenReceiptChecker)
+	if !ok {
+		return c.CheckReceipt(ctx, cl)
+	}
+	return c.check(ctx, cl, func() error { return tc.CheckTokenReceipt(ctx, token, cl) })
+}
+
+func (c *cachedReceipts) check(ctx context.Context, cl *Claims, inner func() error) error {
 	now := c.cfg.Now()
 	// The epoch is read before inner is asked: a revocation committed
 	// after the read is then seen by the next read.
@@ -100,7 +114,7 @@ func (c *cachedReceipts) CheckReceipt(ctx context.Context, cl *Claims) error {
 	if e, ok := c.ok.get(key, now); ok && e == epoch {
 		return nil
 	}
-	if err := c.inner.CheckReceipt(ctx, cl); err != nil {
+	if err := inner(); err != nil {
 		c.ok.remove(key)
 		return err
 	}

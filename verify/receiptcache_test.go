@@ -140,3 +140,37 @@ func TestVerifierWithCachedReceipts(t *testing.T) {
 		t.Fatalf("after revocation: %v", err)
 	}
 }
+
+// tokenOnly is a checker that needs the token, as an Introspector does.
+type tokenOnly struct{ calls int }
+
+func (*tokenOnly) CheckReceipt(context.Context, *verify.Claims) error {
+	return errors.New("needs the token")
+}
+
+func (t *tokenOnly) CheckTokenReceipt(_ context.Context, token string, _ *verify.Claims) error {
+	t.calls++
+	if token == "" {
+		return errors.New("no token")
+	}
+	return nil
+}
+
+// A checker that needs the token is cached too.
+func TestCachedTokenReceipts(t *testing.T) {
+	inner := &tokenOnly{}
+	rc := verify.CachedReceipts(inner, &epochSource{}, verify.ReceiptCacheConfig{})
+	trc, ok := rc.(verify.TokenReceiptChecker)
+	if !ok {
+		t.Fatal("the cache hides its inner checker's CheckTokenReceipt")
+	}
+	cl := &verify.Claims{JTI: "j", ExpiresAt: time.Now().Add(time.Hour)}
+	for range 3 {
+		if err := trc.CheckTokenReceipt(t.Context(), "tok", cl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if inner.calls != 1 {
+		t.Fatalf("%d introspections for 3 checks, want 1", inner.calls)
+	}
+}
