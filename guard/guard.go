@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -57,6 +58,7 @@ const (
 	ReasonMissingPurpose   verify.Reason = "missing_purpose"    // another subject's data without a declared purpose
 	ReasonRateLimited      verify.Reason = "rate_limited"       // the route's rate limit
 	ReasonResponseTooLarge verify.Reason = "response_too_large" // the upstream's response is over MaxResponseBytes
+	ReasonOverloaded       verify.Reason = "overloaded"         // the responses held at once would exceed MaxHeldBytes
 	ReasonLogUnavailable   verify.Reason = "log_unavailable"    // the access event could not be made durable
 )
 
@@ -101,6 +103,9 @@ const (
 	// DefaultMaxResponseBytes bounds a response the guard holds until its
 	// access event is durable.
 	DefaultMaxResponseBytes = 8 << 20
+	// DefaultMaxHeldBytes bounds all the responses the guard holds at
+	// once.
+	DefaultMaxHeldBytes = 256 << 20
 	// DefaultMaxRateKeys bounds the rate-limit buckets kept per route.
 	DefaultMaxRateKeys = 100_000
 	maxPurposeBytes    = 200
@@ -114,6 +119,8 @@ type Config struct {
 	Recorder Recorder
 	// MaxResponseBytes; 0 means DefaultMaxResponseBytes.
 	MaxResponseBytes int64
+	// MaxHeldBytes; 0 means DefaultMaxHeldBytes.
+	MaxHeldBytes int64
 	// MaxRateKeys; 0 means DefaultMaxRateKeys.
 	MaxRateKeys int
 	// Now; nil means time.Now.
@@ -127,6 +134,7 @@ type Config struct {
 type Guard struct {
 	cfg    Config
 	limits map[*Route]*limiter
+	held   atomic.Int64 // bytes of responses held now, across requests
 }
 
 // New returns a guard.
@@ -140,8 +148,11 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.MaxRateKeys == 0 {
 		cfg.MaxRateKeys = DefaultMaxRateKeys
 	}
-	if cfg.MaxResponseBytes < 0 || cfg.MaxRateKeys < 0 {
-		return nil, errors.New("guard: MaxResponseBytes and MaxRateKeys must be positive")
+	if cfg.MaxHeldBytes == 0 {
+		cfg.MaxHeldBytes = DefaultMaxHeldBytes
+	}
+	if cfg.MaxResponseBytes < 0 || cfg.MaxRateKeys < 0 || cfg.MaxHeldBytes < 0 {
+		return nil, errors.New("guard: MaxResponseBytes, MaxHeldBytes and MaxRateKeys must be positive")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -278,10 +289,14 @@ func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Requ
 			r.Header.Set(k, v)
 		}
 	}
-	buf := &bufferedResponse{header: make(http.Header), max: g.cfg.MaxResponseBytes}
+	buf := &bufferedResponse{header: make(http.Header), max: g.cfg.MaxResponseBytes, held: &g.held, maxHeld: g.cfg.MaxHeldBytes}
+	defer buf.release()
 	upstream.ServeHTTP(buf, r)
-	if buf.tooLarge {
-		a.Outcome, a.Reason = Refused, ReasonResponseTooLarge
+	switch {
+	case buf.overloaded:
+		g.refuse(ctx, w, a, ReasonOverloaded, http.StatusServiceUnavailable)
+		return
+	case buf.tooLarge:
 		g.refuse(ctx, w, a, ReasonResponseTooLarge, http.StatusBadGateway)
 		return
 	}
@@ -422,13 +437,24 @@ func rateKey(k RateKey, a *Access) string {
 	return a.ClientID
 }
 
-// bufferedResponse holds an upstream's response until it may be released.
+// bufferedResponse holds an upstream's response until it may be released,
+// within its own bound and the guard's bound on all responses held.
 type bufferedResponse struct {
-	header   http.Header
-	code     int
-	body     bytes.Buffer
-	max      int64
-	tooLarge bool
+	header     http.Header
+	code       int
+	body       bytes.Buffer
+	max        int64
+	tooLarge   bool
+	held       *atomic.Int64 // shared by every request
+	maxHeld    int64
+	reserved   int64 // this response's share of held
+	overloaded bool
+}
+
+// release returns the response's share of the held bytes.
+func (b *bufferedResponse) release() {
+	b.held.Add(-b.reserved)
+	b.reserved = 0
 }
 
 func (b *bufferedResponse) Header() http.Header { return b.header }
@@ -448,13 +474,26 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 	if b.code == 0 {
 		b.code = http.StatusOK
 	}
-	if b.tooLarge || int64(b.body.Len()+len(p)) > b.max {
+	if b.tooLarge || b.overloaded {
+		return len(p), nil
+	}
+	if int64(b.body.Len()+len(p)) > b.max {
 		// Drop the rest, without an error that a proxy would turn into
 		// an aborted response: the guard refuses it whole.
 		b.tooLarge = true
 		b.body.Reset()
+		b.release()
 		return len(p), nil
 	}
+	n := int64(len(p))
+	if b.held.Add(n) > b.maxHeld {
+		b.held.Add(-n)
+		b.overloaded = true
+		b.body.Reset()
+		b.release()
+		return len(p), nil
+	}
+	b.reserved += n
 	return b.body.Write(p)
 }
 

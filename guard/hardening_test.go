@@ -151,3 +151,51 @@ func TestChallengeWithoutCredentials(t *testing.T) {
 		t.Fatalf("WWW-Authenticate %q for a bad token", got)
 	}
 }
+
+// The responses held at once are bounded across requests: past the bound,
+// a request is refused (overloaded) rather than held, and the bytes of
+// finished requests are given back.
+func TestHeldBytesBounded(t *testing.T) {
+	p, err := guard.ParsePolicy("p", strings.NewReader(profilePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	g, err := guard.New(guard.Config{Policy: p, Recorder: rec, MaxResponseBytes: 1 << 20, MaxHeldBytes: 3 << 10,
+		Verifier: tokens{"kim": claims("acc_kim", "shop", "profile")}, Logger: slogDiscard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first request's upstream waits while the second runs, so both
+	// hold their responses at once.
+	release, started := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, strings.Repeat("a", 2<<10))
+		if first.CompareAndSwap(false, true) {
+			close(started)
+			<-release
+		}
+	}))
+	get := func() int {
+		r := httptest.NewRequest("GET", "/me/profile", nil)
+		r.Header.Set("Authorization", "Bearer kim")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	done := make(chan int)
+	go func() { done <- get() }()
+	<-started
+	if status := get(); status != 503 || rec.last(t).Reason != guard.ReasonOverloaded {
+		t.Fatalf("second response while the first is held: %d, recorded %s", status, rec.last(t).Reason)
+	}
+	close(release)
+	if status := <-done; status != 200 {
+		t.Fatalf("first response: %d", status)
+	}
+	// Its bytes were given back: another response fits.
+	if status := get(); status != 200 {
+		t.Fatalf("after the first finished: %d", status)
+	}
+}
