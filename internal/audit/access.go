@@ -2,6 +2,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	"github.com/custos-dev/custos/guard"
@@ -15,8 +17,9 @@ const (
 	EventAccessMonitored = "access_monitored" // a check failed on a monitor route; forwarded
 )
 
-// maxProbePath bounds the path recorded for a request that matched no route.
-const maxProbePath = 256
+// maxPathHead bounds the first segment recorded of a path that matched no
+// route.
+const maxPathHead = 64
 
 var _ guard.Recorder = (*Log)(nil)
 
@@ -27,8 +30,9 @@ func (l *Log) Record(ctx context.Context, a guard.Access) error {
 }
 
 // AccessEvent is the audit event of a guarded request. It names the route
-// pattern, not the path, which may carry more than identifiers; only a
-// request that matched no route records its path, cut short.
+// pattern, not the path, which may carry more than identifiers. A request
+// that matched no route records only its path's first segment, its length
+// and a digest (to tell probes apart without keeping what they carried).
 func AccessEvent(a guard.Access) event.Event {
 	typ := EventDataRead
 	switch a.Outcome {
@@ -48,8 +52,12 @@ func AccessEvent(a guard.Access) event.Event {
 		}
 	}
 	put("route", a.Route)
-	if a.Route == "" {
-		put("path", clipUTF8(a.Path, maxProbePath))
+	if a.Route == "" && a.Path != "" {
+		head, _, _ := strings.Cut(strings.TrimPrefix(a.Path, "/"), "/")
+		sum := sha256.Sum256([]byte(a.Path))
+		put("path_head", "/"+clipUTF8(head, maxPathHead))
+		put("path_sha256", hex.EncodeToString(sum[:8]))
+		f["path_bytes"] = int64(len(a.Path))
 	}
 	put("reason", string(a.Reason))
 	put("jti", a.JTI)

@@ -69,8 +69,11 @@ func TestRecordAccess(t *testing.T) {
 	if p.Type != audit.EventAccessRefused || p.Fields["reason"] != "no_route" || p.Fields["route"] != nil || p.Fields["size"] != nil {
 		t.Fatalf("access_refused event %+v", p)
 	}
-	if path, _ := p.Fields["path"].(string); len(path) > 256 || !strings.HasPrefix(path, "/admin/aaa") {
-		t.Fatalf("probe path recorded as %q (%d bytes)", path, len(path))
+	if _, ok := p.Fields["path"]; ok || p.Fields["path_head"] != "/admin" || p.Fields["path_bytes"] != int64(len(probe.Path)) {
+		t.Fatalf("probe path recorded as %v", p.Fields)
+	}
+	if h, _ := p.Fields["path_sha256"].(string); len(h) != 16 {
+		t.Fatalf("probe path digest %q", h)
 	}
 }
 
