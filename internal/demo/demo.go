@@ -4,6 +4,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -45,6 +46,7 @@ func Seed(ctx context.Context, reg *clients.Registry, acc *accounts.Service, iss
 	_, _, err := reg.Add(ctx, clients.Spec{
 		ID: ClientID, Name: "custos demo", Public: true,
 		RedirectURIs: []string{issuerURL + "/demo/callback"},
+		Audiences:    []string{ShopAudience(issuerURL)},
 	}, "demo")
 	if err != nil && !errors.Is(err, clients.ErrExists) {
 		return err
@@ -58,9 +60,18 @@ func Seed(ctx context.Context, reg *clients.Registry, acc *accounts.Service, iss
 	return nil
 }
 
-// Handler serves the demo relying party under /demo/.
-func Handler(issuerURL string) http.Handler {
-	d := &rp{issuer: issuerURL, http: &http.Client{Timeout: 10 * time.Second}}
+// ShopPath is where the demo shop is served, behind the guard.
+const ShopPath = "/demo/shop"
+
+// ShopAudience is the audience the demo client's tokens name: the demo
+// shop behind the guard.
+func ShopAudience(issuerURL string) string { return issuerURL + ShopPath }
+
+// Handler serves the demo relying party under /demo/. shop is the demo
+// shop behind the guard (nil for none): after sign-in the demo reads the
+// customer's own profile through it, and tries another customer's.
+func Handler(issuerURL string, shop http.Handler) http.Handler {
+	d := &rp{issuer: issuerURL, http: &http.Client{Timeout: 10 * time.Second}, shop: shop}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /demo/{$}", d.home)
 	mux.HandleFunc("GET /demo/login", d.login)
@@ -71,6 +82,57 @@ func Handler(issuerURL string) http.Handler {
 type rp struct {
 	issuer string
 	http   *http.Client
+	shop   http.Handler
+}
+
+// throughShop sends a GET with the access token to the guarded shop, in
+// process, and returns its status and body.
+func (d *rp) throughShop(r *http.Request, path, token string) shopCall {
+	req, _ := http.NewRequestWithContext(r.Context(), "GET", path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.RemoteAddr, req.RequestURI = r.RemoteAddr, path
+	w := &recorder{header: make(http.Header)}
+	d.shop.ServeHTTP(w, req)
+	var v any
+	body := w.body.String()
+	if json.Unmarshal(w.body.Bytes(), &v) == nil {
+		out, _ := json.MarshalIndent(v, "", "  ")
+		body = string(out)
+	}
+	return shopCall{Path: ShopPath + path, Status: w.status(), Body: body}
+}
+
+// recorder keeps a response made in process.
+type recorder struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (w *recorder) Header() http.Header { return w.header }
+
+func (w *recorder) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
+
+func (w *recorder) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(p)
+}
+
+func (w *recorder) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+type shopCall struct {
+	Path   string
+	Status int
+	Body   string
 }
 
 const cookie = "custos_demo_flow"
@@ -133,8 +195,15 @@ func (d *rp) callback(w http.ResponseWriter, r *http.Request) {
 		render(w, http.StatusBadGateway, page{Title: "Sign-in failed", Error: fmt.Sprintf("token endpoint said %d %s: %s", resp.StatusCode, tok.Error, tok.Description)})
 		return
 	}
-	render(w, http.StatusOK, page{Title: "Signed in", Signed: true,
-		Access: prettyClaims(tok.AccessToken), ID: prettyClaims(tok.IDToken), ExpiresIn: tok.ExpiresIn})
+	p := page{Title: "Signed in", Signed: true,
+		Access: prettyClaims(tok.AccessToken), ID: prettyClaims(tok.IDToken), ExpiresIn: tok.ExpiresIn}
+	if d.shop != nil {
+		p.Shop = []shopCall{
+			d.throughShop(r, "/me/profile", tok.AccessToken),
+			d.throughShop(r, "/customers/acc_someone_else/addresses", tok.AccessToken),
+		}
+	}
+	render(w, http.StatusOK, p)
 }
 
 func valueOr(c *http.Cookie, err error) string {
@@ -175,6 +244,7 @@ type page struct {
 	Signed     bool
 	Access, ID string
 	ExpiresIn  int
+	Shop       []shopCall
 }
 
 var tmpl = template.Must(template.New("demo").Parse(`<!doctype html>
@@ -201,6 +271,10 @@ var tmpl = template.Must(template.New("demo").Parse(`<!doctype html>
 <p>custos issued these tokens and recorded a receipt for each before handing them over. The access token lives {{.ExpiresIn}} seconds.</p>
 <h2>Access token (header and claims)</h2><pre>{{.Access}}</pre>
 <h2>ID token (header and claims)</h2><pre>{{.ID}}</pre>
+{{if .Shop}}<h2>The demo shop, behind the guard</h2>
+<p>The shop holds synthetic personal data. The guard lets your token read your own profile, and
+refuses it another customer's addresses; both reads are in the audit log.</p>
+{{range .Shop}}<h3><code>GET {{.Path}}</code>: {{.Status}}</h3><pre>{{.Body}}</pre>{{end}}{{end}}
 <p><a href="/demo/">Back to the demo</a></p>
 {{end}}
 </body></html>`))

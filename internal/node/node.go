@@ -13,12 +13,15 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/accounts"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/demo"
+	"github.com/custos-dev/custos/internal/demoshop"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/store/sqlite"
@@ -96,6 +99,8 @@ type Node struct {
 	// node serves; nil without witnesses.
 	Witnesses *witness.Submitter
 	log       *slog.Logger
+	// demoShop is the demo shop behind the guard, with Demo.
+	demoShop http.Handler
 }
 
 // Open opens the data directory and assembles a node. Close it when done.
@@ -161,7 +166,23 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if n.Issuer, err = issuer.New(ic, st, n.Custody, n.Accounts, n.Audit); err != nil {
 		return fail(err)
 	}
+	if cfg.Demo {
+		if n.demoShop, err = n.openDemoShop(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	return n, nil
+}
+
+// openDemoShop puts the demo shop behind the guard, with its policy, for
+// tokens the demo client gets.
+func (n *Node) openDemoShop(ctx context.Context) (http.Handler, error) {
+	policy, err := guard.ParsePolicy("demoshop", strings.NewReader(demoshop.Policy))
+	if err != nil {
+		return nil, err
+	}
+	return n.Guard(ctx, GuardConfig{Policy: policy, Audience: demo.ShopAudience(n.cfg.Issuer), Upstream: "demo-shop", Actor: "demo"},
+		demoshop.New(1).Handler())
 }
 
 func openSealer(cfg Config) (keys.Sealer, error) {
@@ -212,7 +233,8 @@ func (n *Node) Handler() http.Handler {
 	// the events. Entry bundles hold the events and are not served.
 	mux.Handle(AuditPath, n.Log.Handler(AuditPath, nil))
 	if n.cfg.Demo {
-		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer))
+		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer, n.demoShop))
+		mux.Handle(demo.ShopPath+"/", http.StripPrefix(demo.ShopPath, n.demoShop))
 	}
 	return mux
 }
