@@ -3,13 +3,6 @@ package node_test
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net"
 	"net/http"
@@ -32,12 +25,7 @@ import (
 func TestGuardInFrontOfAService(t *testing.T) {
 	n, base := startNode(t, nil)
 	ctx := t.Context()
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
-	info, err := n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, forge := stolenKey(t, n, base)
 	_, token := service(t, n, base)
 	policy, err := guard.ParsePolicy("orders.policy", strings.NewReader(`custos-guard-policy v1
 route GET /customers/{id}/orders
@@ -74,15 +62,7 @@ route GET /customers/{id}/orders
 	if status, body := get(token()); status != 200 || !strings.Contains(body, "Seoul") {
 		t.Fatalf("issued token: %d %s", status, body)
 	}
-	now := time.Now()
-	hdr, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "at+jwt", "kid": info.ID})
-	claims, _ := json.Marshal(map[string]any{
-		"iss": base, "sub": "orders-svc", "aud": "orders", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-		"jti": rand.Text(), "client_id": "orders-svc", "scope": "orders:read",
-	})
-	in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(claims)
-	sig, _ := key.Sign(rand.Reader, []byte(in), crypto.Hash(0))
-	if status, body := get(in + "." + base64.RawURLEncoding.EncodeToString(sig)); status != 401 || !strings.Contains(body, "forged_token") || strings.Contains(body, "Seoul") {
+	if status, body := get(forge("orders-svc")); status != 401 || !strings.Contains(body, "forged_token") || strings.Contains(body, "Seoul") {
 		t.Fatalf("forged token: %d %s", status, body)
 	}
 	if calls.Load() != 1 {

@@ -257,16 +257,11 @@ func TestRotation(t *testing.T) {
 func TestStolenLegacyKey(t *testing.T) {
 	n, base := startNode(t, nil)
 	ctx := t.Context()
-	_, legacy, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(legacy)
-	info, err := n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kid, forge := stolenKey(t, n, base)
 	secret, token := service(t, n, base)
 	genuine := token()
-	if kidOf(t, genuine) != info.ID {
-		t.Fatalf("custos signs with %s, want the imported key %s", kidOf(t, genuine), info.ID)
+	if kidOf(t, genuine) != kid {
+		t.Fatalf("custos signs with %s, want the imported key %s", kidOf(t, genuine), kid)
 	}
 	acc, err := n.Accounts.Register(ctx, "victim@example.com", "Victim", "correct horse battery", "test")
 	if err != nil {
@@ -295,17 +290,6 @@ func TestStolenLegacyKey(t *testing.T) {
 		}
 	}
 
-	forge := func(sub string) string {
-		now := time.Now()
-		hdr, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "at+jwt", "kid": info.ID})
-		claims, _ := json.Marshal(map[string]any{
-			"iss": base, "sub": sub, "aud": "orders", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-			"jti": rand.Text(), "client_id": "orders-svc", "scope": "orders:read",
-		})
-		in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(claims)
-		sig, _ := legacy.Sign(rand.Reader, []byte(in), crypto.Hash(0))
-		return in + "." + base64.RawURLEncoding.EncodeToString(sig)
-	}
 	forged := map[string]string{"real": acc.ID, "random": "acc_" + strings.ToLower(rand.Text()), "nonexistent": "nobody"}
 	var signatures []string
 	for kind, sub := range forged {
@@ -332,7 +316,7 @@ func TestStolenLegacyKey(t *testing.T) {
 	}
 	subjects := map[string]int{}
 	for _, r := range recs {
-		if r.Fields["kid"] != info.ID || r.Fields["jti"] == "" {
+		if r.Fields["kid"] != kid || r.Fields["jti"] == "" {
 			t.Errorf("forged_token event lacks the token's kid and jti: %+v", r)
 		}
 		b, _ := json.Marshal(r)
@@ -446,5 +430,29 @@ func TestLogoutPasswordChangeAndDisableRevoke(t *testing.T) {
 	}
 	if refreshOK(rt) {
 		t.Fatal("refresh token still works after the account was disabled")
+	}
+}
+
+// stolenKey imports an Ed25519 key as a legacy key (so custos signs with
+// it) and returns its kid and a forger: tokens for audience "orders" from
+// client orders-svc, well signed with the key, that custos never issued.
+func stolenKey(t *testing.T, n *node.Node, base string) (string, func(sub string) string) {
+	t.Helper()
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	info, err := n.Custody.Import(t.Context(), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID, func(sub string) string {
+		now := time.Now()
+		hdr, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "at+jwt", "kid": info.ID})
+		claims, _ := json.Marshal(map[string]any{
+			"iss": base, "sub": sub, "aud": "orders", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+			"jti": rand.Text(), "client_id": "orders-svc", "scope": "orders:read",
+		})
+		in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(claims)
+		sig, _ := key.Sign(rand.Reader, []byte(in), crypto.Hash(0))
+		return in + "." + base64.RawURLEncoding.EncodeToString(sig)
 	}
 }
