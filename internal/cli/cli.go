@@ -143,6 +143,16 @@ func flags(name string, stdio IO) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) error {
 	var positional []string
 	for {
+		// A key id is a base64url thumbprint, and one in 32 begins with a
+		// dash: it is an argument, never a flag.
+		if i := slices.IndexFunc(args, dashKeyID); i >= 0 && !slices.Contains(args[:i], "--") {
+			if err := parse(fs, args[:i]); err != nil {
+				return err
+			}
+			positional = append(append(positional, fs.Args()...), args[i])
+			args = args[i+1:]
+			continue
+		}
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return err
@@ -161,6 +171,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 		args = rest[1:]
 	}
 	return fs.Parse(append([]string{"--"}, positional...))
+}
+
+// dashKeyID reports whether arg has the shape of a key id (an RFC 7638
+// SHA-256 thumbprint in unpadded base64url, 43 characters) that begins
+// with a dash.
+func dashKeyID(arg string) bool {
+	return len(arg) == 43 && strings.HasPrefix(arg, "-") && !strings.ContainsFunc(arg, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	})
 }
 
 // nodeFlags are the flags every command that opens the data directory takes.

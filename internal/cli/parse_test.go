@@ -10,7 +10,8 @@ import (
 
 // TestParseInterspersed: flags may come before or after positional
 // arguments, as docs/operations.md writes them ("keys revoke KID --reason
-// x"); "--" ends the flags.
+// x"); "--" ends the flags; a key id that begins with a dash (one in 32
+// do) is an argument, not a flag.
 func TestParseInterspersed(t *testing.T) {
 	tests := []struct {
 		args       []string
@@ -30,7 +31,11 @@ func TestParseInterspersed(t *testing.T) {
 		{args: []string{"A", "--", "-B"}, positional: []string{"A", "-B"}},
 		{args: []string{"-"}, positional: []string{"-"}},
 		{args: []string{"-", "--json"}, json: true, positional: []string{"-"}},
+		{args: []string{"-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ"}, positional: []string{"-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ"}},
+		{args: []string{"--reason", "x", "-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ", "--json"}, reason: "x", json: true, positional: []string{"-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ"}},
+		{args: []string{"A", "--json", "-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ", "B", "-_M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUb"}, json: true, positional: []string{"A", "-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUbQ", "B", "-_M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUb"}},
 		{args: []string{"KID", "--nope"}, usage: true},
+		{args: []string{"-M0cO_Am4fkPAlPuxi6QDTedYxJ7X_-alh4eREDzUb"}, usage: true}, // 42 characters: not a key id
 		{args: []string{"KID", "--reason"}, usage: true},
 		{args: []string{"KID", "-h"}, help: true},
 	}
