@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,28 +269,7 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 // releases the response. The upstream gets the verified identity in the
 // Custos-* headers, never what the client claimed there.
 func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, upstream http.Handler, a Access) {
-	r = r.Clone(ctx)
-	// Headers the client names in Connection are removed by a proxy
-	// after this; remove them now, and Connection itself, so that no
-	// header set below can be removed by the client.
-	for _, v := range r.Header["Connection"] {
-		for _, name := range strings.Split(v, ",") {
-			r.Header.Del(strings.TrimSpace(name))
-		}
-	}
-	r.Header.Del("Connection")
-	for k := range r.Header {
-		// Custos_Subject is Custos-Subject to many servers.
-		norm := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-		if strings.HasPrefix(norm, "custos-") && k != PurposeHeader || routingHeaders[norm] {
-			delete(r.Header, k)
-		}
-	}
-	for k, v := range map[string]string{SubjectHeader: a.Subject, ClientHeader: a.ClientID, DataSubjectHeader: a.DataSubject} {
-		if v != "" {
-			r.Header.Set(k, v)
-		}
-	}
+	r = withIdentity(r, a)
 	buf := &bufferedResponse{header: make(http.Header), max: g.cfg.MaxResponseBytes, held: &g.held, maxHeld: g.cfg.MaxHeldBytes}
 	defer buf.release()
 	upstream.ServeHTTP(buf, r)
@@ -312,10 +293,46 @@ func (g *Guard) forward(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		h[k] = v
 	}
 	if r.Method != http.MethodHead {
-		h.Set("Content-Length", strconv.Itoa(buf.body.Len()))
+		h["Content-Length"] = []string{strconv.Itoa(buf.body.Len())}
 	}
 	w.WriteHeader(a.Status)
 	w.Write(buf.body.Bytes())
+}
+
+// withIdentity returns the request to forward: r with a header of its own
+// that carries the verified identity in the Custos-* headers, never what
+// the client claimed there. Headers the client names in Connection are
+// removed by a proxy after this; they are removed now, and Connection
+// itself, so that no header set here can be removed by the client.
+func withIdentity(r *http.Request, a Access) *http.Request {
+	var dropped []string // canonical names listed in Connection
+	for _, v := range r.Header["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			dropped = append(dropped, textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(name)))
+		}
+	}
+	out := new(http.Request)
+	*out = *r
+	out.Header = make(http.Header, len(r.Header)+3)
+	for k, v := range r.Header {
+		if k == "Connection" || slices.Contains(dropped, k) {
+			continue
+		}
+		// Custos_Subject is Custos-Subject to many servers.
+		norm := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if strings.HasPrefix(norm, "custos-") && k != PurposeHeader || routingHeaders[norm] {
+			continue
+		}
+		out.Header[k] = v
+	}
+	for _, h := range [...]struct{ name, value string }{
+		{SubjectHeader, a.Subject}, {ClientHeader, a.ClientID}, {DataSubjectHeader, a.DataSubject},
+	} {
+		if h.value != "" {
+			out.Header[h.name] = []string{h.value}
+		}
+	}
+	return out
 }
 
 // refuse records a refusal and answers it. A refusal that cannot be

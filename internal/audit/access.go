@@ -41,11 +41,8 @@ func AccessEvent(a guard.Access) event.Event {
 	case guard.Monitored:
 		typ = EventAccessMonitored
 	}
-	f := map[string]any{
-		"method": a.Method,
-		"mode":   a.Mode.String(),
-		"status": int64(a.Status),
-	}
+	f := make(map[string]any, 12) // room for every field, without growing
+	f["method"], f["mode"], f["status"] = a.Method, a.Mode.String(), int64(a.Status)
 	put := func(k, v string) {
 		if v != "" {
 			f[k] = v
