@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/time/rate"
@@ -52,20 +53,28 @@ const (
 
 // Reasons the guard refuses a request, beyond verify's (verify.Reason).
 const (
-	ReasonBadRequest       verify.Reason = "bad_request"        // a read (GET or HEAD) with a body: a smuggling attempt, or a broken client
-	ReasonNoRoute          verify.Reason = "no_route"           // the policy names no route for it
-	ReasonNoToken          verify.Reason = "no_token"           // no bearer token
-	ReasonSubjectMismatch  verify.Reason = "subject_mismatch"   // another subject's data, without the route's staff scopes
-	ReasonMissingScope     verify.Reason = "missing_scope"      // its own subject's data, without a scope the route requires
-	ReasonMissingPurpose   verify.Reason = "missing_purpose"    // another subject's data without a declared purpose
-	ReasonRateLimited      verify.Reason = "rate_limited"       // the route's rate limit
-	ReasonResponseTooLarge verify.Reason = "response_too_large" // the upstream's response is over MaxResponseBytes
-	ReasonOverloaded       verify.Reason = "overloaded"         // the responses held at once would exceed MaxHeldBytes
-	ReasonLogUnavailable   verify.Reason = "log_unavailable"    // the access event could not be made durable
+	ReasonBadRequest        verify.Reason = "bad_request"         // a read (GET or HEAD) with a body: a smuggling attempt, or a broken client
+	ReasonNoRoute           verify.Reason = "no_route"            // the policy names no route for it
+	ReasonNoToken           verify.Reason = "no_token"            // no bearer token
+	ReasonSubjectMismatch   verify.Reason = "subject_mismatch"    // another subject's data, without the route's staff scopes
+	ReasonMissingScope      verify.Reason = "missing_scope"       // its own subject's data, without a scope the route requires
+	ReasonMissingPurpose    verify.Reason = "missing_purpose"     // another subject's data without a declared purpose
+	ReasonBadPurpose        verify.Reason = "bad_purpose"         // a malformed Custos-Purpose header, or several: bad input, refused on any route and in any mode
+	ReasonPurposeNotAllowed verify.Reason = "purpose_not_allowed" // another subject's data, for a purpose code the route does not list
+	ReasonRateLimited       verify.Reason = "rate_limited"        // the route's rate limit
+	ReasonResponseTooLarge  verify.Reason = "response_too_large"  // the upstream's response is over MaxResponseBytes
+	ReasonOverloaded        verify.Reason = "overloaded"          // the responses held at once would exceed MaxHeldBytes
+	ReasonLogUnavailable    verify.Reason = "log_unavailable"     // the access event could not be made durable
 )
 
 // PurposeHeader declares why a staff or service token reads another
-// subject's data.
+// subject's data: "CODE" or "CODE: REFERENCE". CODE is a lowercase letter
+// or digit, then up to 63 lowercase letters, digits, _ or - ("support",
+// "fraud_review"), which a route's purpose directive may restrict;
+// REFERENCE is free text such as a ticket number, printable UTF-8 without
+// control characters, spaces around it ignored. The header is at most 200
+// bytes and sent once; a malformed one is refused (ReasonBadPurpose) on any
+// route, and a well-formed one is recorded whole in Access.Purpose.
 const PurposeHeader = "Custos-Purpose"
 
 // Headers the guard sets on a forwarded request, replacing any the client
@@ -202,7 +211,12 @@ func (g *Guard) serve(w http.ResponseWriter, r *http.Request, upstream http.Hand
 	rt := m.Route
 	a.Route, a.Mode, a.Data = rt.Pattern, rt.Mode, rt.Data
 	reason, status := g.check(ctx, r, rt, m, &a)
-	if reason != "" && rt.Mode == Enforce {
+	if reason == ReasonBadPurpose {
+		// Bad input, like a bad request: never forwarded, whatever
+		// the mode.
+		a.Mode = Enforce
+	}
+	if reason != "" && a.Mode == Enforce {
 		g.refuse(ctx, w, a, reason, status)
 		return
 	}
@@ -239,9 +253,14 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 	if rt.SubjectParam == "" {
 		a.DataSubject = c.Subject
 	}
-	if p := r.Header.Get(PurposeHeader); p != "" {
-		a.Purpose = clip(p, maxPurposeBytes)
+	// A malformed purpose is bad input, refused on any route; it is
+	// checked once the token verifies, so that a forged or stolen token
+	// is refused and recorded for what it is, whatever it sent with it.
+	purpose, code, ok := declaredPurpose(r)
+	if !ok {
+		return ReasonBadPurpose, http.StatusBadRequest
 	}
+	a.Purpose = purpose
 	// Only a customer's token (one from a sign-in, with a session) reads
 	// its own subject's data: a service's token names its client as its
 	// subject, and a client id must never stand for a customer.
@@ -251,12 +270,14 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 		}
 	} else {
 		// Another subject's data: only with the route's staff scopes,
-		// and a declared purpose.
+		// and a declared purpose whose code the route allows.
 		switch {
 		case len(rt.StaffScopes) == 0 || !hasAll(c, rt.StaffScopes):
 			return ReasonSubjectMismatch, http.StatusForbidden
 		case a.Purpose == "":
 			return ReasonMissingPurpose, http.StatusForbidden
+		case len(rt.Purposes) > 0 && !slices.Contains(rt.Purposes, code):
+			return ReasonPurposeNotAllowed, http.StatusForbidden
 		}
 	}
 	if l := g.limits[rt]; l != nil && !l.allow(rateKey(rt.Rate.Key, a), a.Time) {
@@ -396,6 +417,36 @@ func bearer(r *http.Request) (string, verify.Reason) {
 		return "", verify.ReasonMalformed
 	}
 	return token, ""
+}
+
+// declaredPurpose returns the request's PurposeHeader and its code, both
+// empty when it has none; ok is false for a malformed header or several.
+func declaredPurpose(r *http.Request) (purpose, code string, ok bool) {
+	vals := r.Header.Values(PurposeHeader)
+	switch {
+	case len(vals) == 0:
+		return "", "", true
+	case len(vals) > 1:
+		return "", "", false
+	}
+	p := vals[0]
+	if len(p) > maxPurposeBytes || !utf8.ValidString(p) {
+		return "", "", false
+	}
+	code, ref, hasRef := strings.Cut(p, ":")
+	if !isPurposeCode(code) {
+		return "", "", false
+	}
+	if hasRef {
+		// A colon needs a reference after it; IsPrint refuses control
+		// and format characters (bidi overrides) and every space but
+		// U+0020.
+		ref = strings.Trim(ref, " ")
+		if ref == "" || strings.ContainsFunc(ref, func(r rune) bool { return !unicode.IsPrint(r) }) {
+			return "", "", false
+		}
+	}
+	return p, code, true
 }
 
 func hasAll(c *verify.Claims, scopes []string) bool {

@@ -73,6 +73,11 @@ route GET /customers/{id}/orders
     subject path id
     data order_history
     rate 2/m per subject
+route GET /customers/{id}/payment
+    subject path id
+    staff-scope customers:read
+    purpose fraud_review chargeback
+    data payment_method
 route GET /monitored/{id}
     subject path id
     data name
@@ -89,6 +94,7 @@ func claims(sub, client string, scopes ...string) *verify.Claims {
 
 type env struct {
 	srv      *httptest.Server
+	h        http.Handler // the guard in front of the upstream, as srv serves it
 	rec      *recorder
 	upstream atomic.Int64
 }
@@ -131,7 +137,8 @@ func newEnv(t *testing.T) *env {
 		}
 		fmt.Fprintf(w, `{"path":%q,"secret":"personal data"}`, r.URL.Path)
 	})
-	e.srv = httptest.NewServer(g.Wrap(upstream))
+	e.h = g.Wrap(upstream)
+	e.srv = httptest.NewServer(e.h)
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -175,9 +182,23 @@ func TestGuard(t *testing.T) {
 		{"a service named like a customer", "/customers/acc_kim/addresses", "service", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_kim"},
 		{"customer reads another's addresses", "/customers/acc_lee/addresses", "kim", "", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
 		{"customer reads own addresses", "/customers/acc_kim/addresses", "kim", "", 200, guard.Forwarded, "", "acc_kim"},
-		{"staff with purpose", "/customers/acc_lee/addresses", "support", "ticket 4411", 200, guard.Forwarded, "", "acc_lee"},
+		{"staff with purpose", "/customers/acc_lee/addresses", "support", "support", 200, guard.Forwarded, "", "acc_lee"},
+		{"staff with purpose and reference", "/customers/acc_lee/addresses", "support", "support: ticket 4411", 200, guard.Forwarded, "", "acc_lee"},
 		{"staff without purpose", "/customers/acc_lee/addresses", "support", "", 403, guard.Refused, guard.ReasonMissingPurpose, "acc_lee"},
-		{"staff on a customers-only route", "/customers/acc_lee/orders", "support", "ticket 4411", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
+		{"staff with a free-text purpose", "/customers/acc_lee/addresses", "support", "ticket 4411", 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"staff with a capitalised code", "/customers/acc_lee/addresses", "support", "Support: ticket 4411", 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"purpose with a tab", "/customers/acc_lee/addresses", "support", "support: ticket\t4411", 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"purpose not UTF-8", "/customers/acc_lee/addresses", "support", "support: ticket \xff", 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"purpose of 200 bytes", "/customers/acc_lee/addresses", "support", "support: " + strings.Repeat("x", 191), 200, guard.Forwarded, "", "acc_lee"},
+		{"purpose of 201 bytes", "/customers/acc_lee/addresses", "support", "support: " + strings.Repeat("x", 192), 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"customer's own data with a bad purpose", "/me/profile", "kim", "ticket 4411", 400, guard.Refused, guard.ReasonBadPurpose, "acc_kim"},
+		{"a forged token is refused as forged, whatever purpose it sends", "/me/profile", "forged", "ticket 4411", 401, guard.Refused, verify.ReasonForged, ""},
+		{"monitored: bad purpose refused", "/monitored/acc_lee", "kim", "ticket 4411", 400, guard.Refused, guard.ReasonBadPurpose, "acc_lee"},
+		{"staff with a listed purpose", "/customers/acc_lee/payment", "support", "fraud_review: case 7", 200, guard.Forwarded, "", "acc_lee"},
+		{"staff with another purpose", "/customers/acc_lee/payment", "support", "support: ticket 4411", 403, guard.Refused, guard.ReasonPurposeNotAllowed, "acc_lee"},
+		{"staff without purpose where purposes are listed", "/customers/acc_lee/payment", "support", "", 403, guard.Refused, guard.ReasonMissingPurpose, "acc_lee"},
+		{"listed purposes bind only staff", "/customers/acc_kim/payment", "kim", "support", 200, guard.Forwarded, "", "acc_kim"},
+		{"staff on a customers-only route", "/customers/acc_lee/orders", "support", "support: ticket 4411", 403, guard.Refused, guard.ReasonSubjectMismatch, "acc_lee"},
 		{"no route", "/admin/export", "kim", "", 404, guard.Refused, guard.ReasonNoRoute, ""},
 		{"monitored: another's data", "/monitored/acc_lee", "kim", "", 200, guard.Monitored, guard.ReasonSubjectMismatch, "acc_lee"},
 		{"monitored: forged token", "/monitored/acc_lee", "forged", "", 200, guard.Monitored, verify.ReasonForged, "acc_lee"},
@@ -216,19 +237,24 @@ func TestGuard(t *testing.T) {
 			if tc.purpose != "" && a.Purpose != tc.purpose && tc.outcome != guard.Refused {
 				t.Fatalf("purpose %q recorded as %q", tc.purpose, a.Purpose)
 			}
+			// A malformed purpose is refused whatever the route's mode,
+			// and not recorded.
+			if tc.reason == guard.ReasonBadPurpose && (a.Mode != guard.Enforce || a.Purpose != "") {
+				t.Fatalf("bad purpose recorded in mode %v with purpose %q", a.Mode, a.Purpose)
+			}
 		})
 	}
 }
 
 func TestGuardRecordsTokenAndRequest(t *testing.T) {
 	e := newEnv(t)
-	e.get(t, "/customers/acc_lee/addresses", "support", "ticket 4411")
+	e.get(t, "/customers/acc_lee/addresses", "support", "support: ticket 4411")
 	a := e.rec.last(t)
 	want := guard.Access{
 		Outcome: guard.Forwarded, Mode: guard.Enforce, Route: "GET /customers/{id}/addresses", Method: "GET",
 		Path: "/customers/acc_lee/addresses", JTI: "jti-op_park-console", Subject: "op_park", ClientID: "console",
 		KeyID: "kid-1", DataSubject: "acc_lee", Data: []guard.Category{"address", "entrance_code"},
-		Purpose: "ticket 4411", Status: 200, ClientIP: "127.0.0.1", UserAgent: "Go-http-client/1.1",
+		Purpose: "support: ticket 4411", Status: 200, ClientIP: "127.0.0.1", UserAgent: "Go-http-client/1.1",
 	}
 	a.Time, a.Size = time.Time{}, 0
 	if fmt.Sprint(a) != fmt.Sprint(want) {
@@ -283,6 +309,65 @@ func TestGuardMethodNotNamed(t *testing.T) {
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// A declared purpose is CODE or CODE: REFERENCE, sent once; anything else
+// is refused before the upstream sees it. These are handed to the guard
+// directly: an HTTP client or server refuses most control characters.
+func TestGuardPurposeHeader(t *testing.T) {
+	tests := []struct {
+		name   string
+		values []string
+		status int
+	}{
+		{"code", []string{"fraud_review"}, 200},
+		{"code with - and digits", []string{"0-day"}, 200},
+		{"code of 64", []string{strings.Repeat("a", 64)}, 200},
+		{"reference", []string{"support: ticket 4411"}, 200},
+		{"reference with a colon", []string{"support: case: 7"}, 200},
+		{"reference in Korean", []string{"support: 배송 문의 311"}, 200},
+		{"spaces around the reference", []string{"support:   ticket 4411  "}, 200},
+		{"reference without a space", []string{"support:4411"}, 200},
+		{"empty", []string{""}, 400},
+		{"two headers", []string{"support", "support"}, 400},
+		{"code of 65", []string{strings.Repeat("a", 65)}, 400},
+		{"code starting with _", []string{"_support"}, 400},
+		{"space in the code", []string{"order support"}, 400},
+		{"space before the colon", []string{"support : ticket 4411"}, 400},
+		{"colon without a reference", []string{"support:  "}, 400},
+		{"no code", []string{": ticket 4411"}, 400},
+		{"NUL", []string{"support: ticket\x004411"}, 400},
+		{"newline", []string{"support: ticket\n4411"}, 400},
+		{"escape sequence", []string{"support: \x1b[2Jticket"}, 400},
+		{"DEL", []string{"support: ticket\x7f"}, 400},
+		{"C1 control", []string{"support: ticket\u00854411"}, 400},
+		{"bidi override", []string{"support: \u202e1144 tekcit"}, 400},
+		{"invalid UTF-8", []string{"support: \xc3\x28"}, 400},
+		{"201 bytes", []string{"support: " + strings.Repeat("가", 64)}, 400},
+	}
+	e := newEnv(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := e.upstream.Load()
+			r := httptest.NewRequest("GET", "/customers/acc_lee/addresses", nil)
+			r.Header.Set("Authorization", "Bearer support")
+			r.Header[guard.PurposeHeader] = tc.values
+			w := httptest.NewRecorder()
+			e.h.ServeHTTP(w, r)
+			a := e.rec.last(t)
+			switch {
+			case w.Code != tc.status:
+				t.Fatalf("status %d, want %d (body %s)", w.Code, tc.status, w.Body)
+			case tc.status == 200 && (a.Outcome != guard.Forwarded || a.Purpose != tc.values[0]):
+				t.Fatalf("recorded %s with purpose %q; want forwarded with %q", a.Outcome, a.Purpose, tc.values[0])
+			case tc.status != 200 && (a.Outcome != guard.Refused || a.Reason != guard.ReasonBadPurpose || a.Purpose != "" || e.upstream.Load() != before):
+				t.Fatalf("recorded %s/%s with purpose %q, upstream called %d times; want refused for bad_purpose, unrecorded, not called",
+					a.Outcome, a.Reason, a.Purpose, e.upstream.Load()-before)
+			case tc.status != 200 && !strings.Contains(w.Body.String(), string(guard.ReasonBadPurpose)):
+				t.Fatalf("refusal body %q", w.Body)
+			}
+		})
+	}
+}
+
 // Every 2xx that left the guard has its access event, count for count,
 // under concurrent load.
 func TestGuardReconciles(t *testing.T) {
@@ -329,7 +414,7 @@ func TestGuardIdentityHeaders(t *testing.T) {
 	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.Header.Clone() }))
 	r := httptest.NewRequest("GET", "/customers/acc_lee/addresses", nil)
 	r.Header.Set("Authorization", "Bearer support")
-	r.Header.Set(guard.PurposeHeader, "ticket 4411")
+	r.Header.Set(guard.PurposeHeader, "support: ticket 4411")
 	r.Header.Set(guard.SubjectHeader, "acc_lee")     // a lie
 	r.Header.Set("Custos-Role", "admin")             // not the guard's
 	r.Header.Set(guard.DataSubjectHeader, "acc_kim") // another lie
@@ -340,7 +425,7 @@ func TestGuardIdentityHeaders(t *testing.T) {
 	}
 	want := map[string]string{
 		guard.SubjectHeader: "op_park", guard.ClientHeader: "console", guard.DataSubjectHeader: "acc_lee",
-		guard.PurposeHeader: "ticket 4411", "Custos-Role": "",
+		guard.PurposeHeader: "support: ticket 4411", "Custos-Role": "",
 	}
 	for k, v := range want {
 		if got := seen.Get(k); got != v {

@@ -85,6 +85,35 @@ func TestIdentityHeadersSurviveAProxy(t *testing.T) {
 	}
 }
 
+// A second purpose cannot be slipped in under another spelling: the server
+// folds the case of a name into one header, which is then sent twice, and
+// a spelling with _ is not the guard's and never reaches the upstream.
+func TestPurposeSpellings(t *testing.T) {
+	var seen http.Header
+	var calls atomic.Int64
+	srv, rec := proxied(t, profilePolicy, func(w http.ResponseWriter, r *http.Request) { calls.Add(1); seen = r.Header.Clone() }, 0)
+	resp := do(t, srv, "GET", "/customers/acc_lee/orders", map[string]string{
+		"Authorization": "Bearer support", "Custos-Purpose": "support", "custos-purpose": "marketing",
+	})
+	if resp.StatusCode != 400 || calls.Load() != 0 || rec.last(t).Reason != guard.ReasonBadPurpose {
+		t.Fatalf("two purposes: status %d, upstream called %d times, recorded %s", resp.StatusCode, calls.Load(), rec.last(t).Reason)
+	}
+	resp = do(t, srv, "GET", "/customers/acc_lee/orders", map[string]string{
+		"Authorization": "Bearer support", "Custos-Purpose": "support: ticket 4411", "Custos_Purpose": "marketing",
+	})
+	if resp.StatusCode != 200 || rec.last(t).Purpose != "support: ticket 4411" {
+		t.Fatalf("status %d, recorded purpose %q", resp.StatusCode, rec.last(t).Purpose)
+	}
+	if got := seen.Values(guard.PurposeHeader); len(got) != 1 || got[0] != "support: ticket 4411" {
+		t.Fatalf("upstream saw purposes %q", got)
+	}
+	for k := range seen {
+		if strings.ReplaceAll(strings.ToLower(k), "_", "-") == "custos-purpose" && k != guard.PurposeHeader {
+			t.Errorf("upstream saw %s: %q", k, seen[k])
+		}
+	}
+}
+
 // A path an upstream might decode into another is refused before it is
 // matched or forwarded.
 func TestAmbiguousPathsRefused(t *testing.T) {

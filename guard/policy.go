@@ -75,6 +75,22 @@ func validCategory(c string) bool {
 	return slices.Contains(knownCategories, Category(c)) || customCategory.MatchString(c)
 }
 
+// isPurposeCode reports whether s is a purpose code, as starts a declared
+// purpose (PurposeHeader) and as a route's purpose directive lists:
+// [a-z0-9][a-z0-9_-]{0,63}. It runs on every staff read, so without a
+// regular expression.
+func isPurposeCode(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '_' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
 // RateKey is what a route's rate limit counts requests by.
 type RateKey int
 
@@ -120,6 +136,9 @@ type Route struct {
 	// StaffScopes must all be held by a token reading another subject's
 	// data; if empty, only the data subject may read.
 	StaffScopes []string
+	// Purposes are the purpose codes a token reading another subject's
+	// data may declare; if empty, any well-formed code.
+	Purposes []string
 	// Data is the categories of personal data the route returns.
 	Data []Category
 	// Rate, if not nil, limits requests to the route.
@@ -373,7 +392,7 @@ func (ps *policyParser) line(n int, text string) {
 
 func isRouteDirective(w string) bool {
 	switch w {
-	case "subject", "scope", "staff-scope", "data", "rate":
+	case "subject", "scope", "staff-scope", "purpose", "data", "rate":
 		return true
 	}
 	return false
@@ -459,6 +478,22 @@ func (ps *policyParser) routeDirective(n int, words []string) {
 		} else {
 			rt.StaffScopes = args
 		}
+	case "purpose":
+		if len(args) == 0 {
+			ps.errorf(n, "purpose takes one or more purpose codes")
+			return
+		}
+		for _, c := range args {
+			switch {
+			case !isPurposeCode(c):
+				ps.errorf(n, "purpose code %q: want a lowercase letter or digit, then up to 63 lowercase letters, digits, _ or -", c)
+				return
+			case slices.Contains(rt.Purposes, c):
+				ps.errorf(n, "purpose code %q given twice", c)
+				return
+			}
+			rt.Purposes = append(rt.Purposes, c)
+		}
 	case "data":
 		if len(args) == 0 {
 			ps.errorf(n, "data takes one or more categories")
@@ -530,6 +565,11 @@ func (ps *policyParser) finishRoute() {
 	}
 	if line, ok := ps.seen["staff-scope"]; ok && rt.subject && rt.SubjectParam == "" {
 		ps.errorf(line, "staff-scope has no effect on a route whose subject is the token's own: give it a subject path")
+	}
+	if line, ok := ps.seen["purpose"]; ok {
+		if _, staff := ps.seen["staff-scope"]; !staff {
+			ps.errorf(line, "purpose applies only to staff reads: give the route a staff-scope")
+		}
 	}
 	if !rt.subject || len(rt.Data) == 0 {
 		return

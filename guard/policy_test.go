@@ -30,6 +30,7 @@ route GET /me/addresses
 route GET /customers/{id}/addresses
     subject path id
     staff-scope customers:read support
+    purpose support fraud_review
     data address entrance_code third_party_address
     rate 600/m per client
     mode monitor
@@ -55,11 +56,12 @@ func TestParsePolicy(t *testing.T) {
 	}, {
 		Pattern: "GET /customers/{id}/addresses", Line: 15, SubjectParam: "id",
 		StaffScopes: []string{"customers:read", "support"},
+		Purposes:    []string{"support", "fraud_review"},
 		Data:        []guard.Category{"address", "entrance_code", "third_party_address"},
 		Rate:        &guard.Rate{N: 600, Per: time.Minute, Burst: 600, Key: guard.PerClient},
 		Mode:        guard.Monitor,
 	}, {
-		Pattern: "GET /customers/{id}/orders/{order}", Line: 22, SubjectParam: "id",
+		Pattern: "GET /customers/{id}/orders/{order}", Line: 23, SubjectParam: "id",
 		Data: []guard.Category{"order_history"},
 		Rate: &guard.Rate{N: 10, Per: time.Second, Burst: 50, Key: guard.PerSubject},
 	}}
@@ -80,7 +82,7 @@ func TestParsePolicy(t *testing.T) {
 // exported returns r's exported fields.
 func exported(r guard.Route) guard.Route {
 	return guard.Route{Pattern: r.Pattern, Line: r.Line, SubjectParam: r.SubjectParam, Scopes: r.Scopes,
-		StaffScopes: r.StaffScopes, Data: r.Data, Rate: r.Rate, Mode: r.Mode}
+		StaffScopes: r.StaffScopes, Purposes: r.Purposes, Data: r.Data, Rate: r.Rate, Mode: r.Mode}
 }
 
 func TestPolicyDefaultMode(t *testing.T) {
@@ -177,6 +179,13 @@ func TestPolicyErrors(t *testing.T) {
 		{"signed rate", route(" subject token", " data name", " rate +5/m"), []string{`5: rate: "+5/m": N must be`}},
 		{"signed burst", route(" subject token", " data name", " rate 5/m burst +9"), []string{`5: rate: burst "+9"`}},
 		{"staff-scope on an own-data route", route(" subject token", " data name", " staff-scope support"), []string{`5: staff-scope has no effect`}},
+		{"empty purpose", route(" subject path id", " staff-scope support", " data name", " purpose"), []string{`6: purpose takes one or more purpose codes`}},
+		{"bad purpose code", route(" subject path id", " staff-scope support", " data name", " purpose support Fraud"), []string{`6: purpose code "Fraud": want a lowercase letter or digit`}},
+		{"purpose code too long", route(" subject path id", " staff-scope support", " data name", " purpose "+strings.Repeat("a", 65)), []string{`6: purpose code "aaaa`}},
+		{"purpose code twice", route(" subject path id", " staff-scope support", " data name", " purpose support fraud_review support"), []string{`6: purpose code "support" given twice`}},
+		{"purpose directive twice", route(" subject path id", " staff-scope support", " data name", " purpose support", " purpose fraud_review"), []string{`7: purpose is already set for this route (line 6)`}},
+		{"purpose without staff-scope", route(" subject path id", " data name", " purpose support"), []string{`5: purpose applies only to staff reads`}},
+		{"purpose at top level", head + "purpose support\n", []string{`2: purpose belongs to a route`}},
 		{"default mode after a route", route(" subject token", " data name") + "mode monitor\n", []string{`5: the default mode must come before the first route`}},
 		{"errors after a long line", head + "# " + strings.Repeat("x", 5000) + "\nbogus\n", []string{`2: line longer than 4096 bytes`, `3: unknown directive "bogus"`}},
 	}
@@ -238,6 +247,7 @@ func TestPolicyTooLarge(t *testing.T) {
 func FuzzParsePolicy(f *testing.F) {
 	f.Add(shopPolicy)
 	f.Add("custos-guard-policy v1\nroute GET /{a}/{b...}\n subject path b\n data x-a\n rate 1/h per ip\n")
+	f.Add("custos-guard-policy v1\nroute GET /c/{id}\n subject path id\n staff-scope customers:read\n purpose support fraud_review 0-a\n data name\n")
 	f.Fuzz(func(t *testing.T, s string) {
 		p, err := guard.ParsePolicy("fuzz", strings.NewReader(s))
 		if err != nil {
@@ -247,9 +257,10 @@ func FuzzParsePolicy(f *testing.F) {
 			return
 		}
 		// A policy that parses is whole: every route has a subject and data,
-		// and matches a request for its own path where it has no wildcard.
+		// purposes only with staff scopes, and matches a request for its
+		// own path where it has no wildcard.
 		for _, rt := range p.Routes {
-			if len(rt.Data) == 0 || rt.Line < 2 {
+			if len(rt.Data) == 0 || rt.Line < 2 || len(rt.Purposes) > 0 && len(rt.StaffScopes) == 0 {
 				t.Fatalf("route %+v", rt)
 			}
 			method, path, _ := strings.Cut(rt.Pattern, " ")

@@ -140,7 +140,7 @@ func shortHash(s string) string {
 // (docs/spec/guard-policy.md).
 const Policy = `custos-guard-policy v1
 # A customer reads their own data; support staff read anyone's with the
-# customers:read scope and a declared purpose.
+# customers:read scope and a declared purpose: support or fraud_review.
 route GET /me/profile
     subject token
     data name email phone
@@ -153,16 +153,19 @@ route GET /me/orders
 route GET /customers/{id}/profile
     subject path id
     staff-scope customers:read
+    purpose support fraud_review
     data name email phone
     rate 600/m per client
 route GET /customers/{id}/addresses
     subject path id
     staff-scope customers:read
+    purpose support fraud_review
     data name phone address entrance_code third_party_address third_party_name third_party_phone
     rate 600/m per client
 route GET /customers/{id}/orders
     subject path id
     staff-scope customers:read
+    purpose support fraud_review
     data order_history
     rate 600/m per client
 `

@@ -120,8 +120,11 @@ func TestShopBehindTheGuard(t *testing.T) {
 	if status, body := get("/customers/acc_lee/addresses", "kim", ""); status != 403 || !strings.Contains(string(body), "subject_mismatch") {
 		t.Fatalf("kim reading lee's addresses: %d %s", status, body)
 	}
-	if status, _ := get("/customers/acc_lee/addresses", "support", "delivery complaint 311"); status != 200 {
+	if status, _ := get("/customers/acc_lee/addresses", "support", "support: delivery complaint 311"); status != 200 {
 		t.Fatalf("support with a purpose: %d", status)
+	}
+	if status, body := get("/customers/acc_lee/addresses", "support", "marketing"); status != 403 || !strings.Contains(string(body), "purpose_not_allowed") {
+		t.Fatalf("support with a purpose the policy does not list: %d %s", status, body)
 	}
 	if status, _ := get("/me/profile", "forged", ""); status != 401 {
 		t.Fatalf("forged token: %d", status)
