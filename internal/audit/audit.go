@@ -96,6 +96,16 @@ func (l *Log) Append(ctx context.Context, e event.Event) (uint64, error) {
 	return idx, nil
 }
 
+// AppendEntry appends an entry from Encode and returns its index once it
+// is durable.
+func (l *Log) AppendEntry(ctx context.Context, entry []byte) (uint64, error) {
+	idx, err := l.app.Append(ctx, entry)
+	if err != nil {
+		return 0, fmt.Errorf("audit: record: %w", err)
+	}
+	return idx, nil
+}
+
 // Filter selects events. Zero fields match everything.
 type Filter struct {
 	Since, Until time.Time // Since inclusive, Until exclusive

@@ -50,7 +50,8 @@ const usage = `custos: customer authentication and personal-data access
 
 Usage:
   custos serve [--demo] [--data DIR] [--addr HOST:PORT] [--issuer URL] [--witness URL=VKEY]...
-               [--guard-upstream URL --guard-policy FILE [--guard-listen HOST:PORT] [--guard-audience AUD]]
+               [--guard-upstream URL --guard-policy FILE [--guard-listen HOST:PORT] [--guard-audience AUD]
+                [--guard-spool DIR]]
   custos keys list|rotate|revoke|import
   custos clients add|list|remove
   custos accounts add|disable|list
@@ -59,6 +60,7 @@ Usage:
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
   custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
+               [--spool DIR [--spool-max-bytes N]]
   custos demo-shop [--seed N] [--listen HOST:PORT] | --export N | --policy
   custos version
 

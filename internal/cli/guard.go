@@ -14,6 +14,7 @@ import (
 
 	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/node"
+	"github.com/custos-dev/custos/internal/spool"
 )
 
 // guardFlags are the flags that put a service behind the guard, for
@@ -21,7 +22,10 @@ import (
 type guardFlags struct {
 	cmd                                  string
 	upstream, policy, listen, audience   *string
+	spool                                *string
+	spoolMax                             *int64
 	flagUpstream, flagPolicy, flagListen string
+	flagSpool                            string
 }
 
 func (g *guardFlags) register(fs flagSet, cmd, prefix string) {
@@ -31,11 +35,15 @@ func (g *guardFlags) register(fs flagSet, cmd, prefix string) {
 	g.policy = fs.String(g.flagPolicy, "", "the guard policy file (docs/spec/guard-policy.md)")
 	g.listen = fs.String(g.flagListen, "127.0.0.1:8081", "the guard's listen address")
 	g.audience = fs.String(prefix+"audience", "", "the audience access tokens must name (default: the upstream URL)")
+	g.flagSpool = prefix + "spool"
+	g.spool = fs.String(g.flagSpool, "", "a local directory that keeps access events while the audit log is unavailable (default: none; fail closed)")
+	g.spoolMax = fs.Int64(prefix+"spool-max-bytes", spool.DefaultMaxBytes, "bytes of access events the spool holds at most; beyond it the guard fails closed")
 }
 
 // flagSet is the part of *flag.FlagSet guardFlags uses.
 type flagSet interface {
 	String(name, value, usage string) *string
+	Int64(name string, value int64, usage string) *int64
 }
 
 func (g *guardFlags) set() bool { return *g.upstream != "" || *g.policy != "" }
@@ -61,8 +69,29 @@ func (g *guardFlags) load() (*url.URL, *guard.Policy, error) {
 	return up, p, err
 }
 
+// openSpool opens the spool --spool names, or returns nil without one.
+func (g *guardFlags) openSpool(w io.Writer) (*spool.Spool, error) {
+	if *g.spool == "" {
+		return nil, nil
+	}
+	if *g.spoolMax <= 0 {
+		return nil, usagef("custos %s: --%s-max-bytes must be positive", g.cmd, g.flagSpool)
+	}
+	sp, st, err := spool.Open(*g.spool, *g.spoolMax)
+	if err != nil {
+		return nil, err
+	}
+	if st.Dropped > 0 {
+		fmt.Fprintf(w, "spool %s: cut off %d bytes a crash left half-written (no guard answered on them)\n", *g.spool, st.Dropped)
+	}
+	if st.Events > 0 {
+		fmt.Fprintf(w, "spool %s holds %d access events; they go into the audit log as soon as it takes them\n", *g.spool, st.Events)
+	}
+	return sp, nil
+}
+
 // handler is the guarded reverse proxy to up.
-func (g *guardFlags) handler(ctx context.Context, n *node.Node, up *url.URL, p *guard.Policy, log *slog.Logger) (http.Handler, error) {
+func (g *guardFlags) handler(ctx context.Context, n *node.Node, up *url.URL, p *guard.Policy, sp *spool.Spool, log *slog.Logger) (http.Handler, error) {
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up)
@@ -75,7 +104,7 @@ func (g *guardFlags) handler(ctx context.Context, n *node.Node, up *url.URL, p *
 			http.Error(w, "upstream unavailable", http.StatusBadGateway)
 		},
 	}
-	return n.Guard(ctx, node.GuardConfig{Policy: p, Audience: *g.audience, Upstream: up.Redacted(), Actor: actor()}, proxy)
+	return n.Guard(ctx, node.GuardConfig{Policy: p, Audience: *g.audience, Upstream: up.Redacted(), Actor: actor(), Spool: sp}, proxy)
 }
 
 func (g *guardFlags) describe(w io.Writer, ln net.Listener, up *url.URL, p *guard.Policy, issuer string) {
@@ -118,10 +147,17 @@ func guardCmd(ctx context.Context, args []string, stdio IO) error {
 		return err
 	}
 	defer n.Close()
-	h, err := gf.handler(ctx, n, up, policy, log)
+	sp, err := gf.openSpool(stdio.Stdout)
+	if err != nil {
+		return err
+	}
+	if sp != nil {
+		defer sp.Close()
+	}
+	h, err := gf.handler(ctx, n, up, policy, sp, log)
 	if err != nil {
 		return err
 	}
 	gf.describe(stdio.Stdout, ln, up, policy, n.Config().Issuer)
-	return n.ServeGuard(ctx, ln, h)
+	return n.ServeGuard(ctx, ln, h, sp)
 }

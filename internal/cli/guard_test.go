@@ -12,6 +12,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/guard"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/spool"
 )
 
 func freeAddr(t *testing.T) string {
@@ -88,7 +94,7 @@ func guardGet(t *testing.T, gaddr, path, token string) (int, string) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	req.Header.Set("Custos-Purpose", "refund request 88")
+	req.Header.Set("Custos-Purpose", "support: refund request 88")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +140,7 @@ func TestGuardProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`"type":"data_read"`, `"purpose":"refund request 88"`, `"reason":"bad_signature"`, `"reason":"no_token"`, `"reason":"no_route"`} {
+	for _, want := range []string{`"type":"data_read"`, `"purpose":"support: refund request 88"`, `"reason":"bad_signature"`, `"reason":"no_token"`, `"reason":"no_route"`} {
 		if !strings.Contains(strings.ReplaceAll(q, " ", ""), strings.ReplaceAll(want, " ", "")) {
 			t.Errorf("audit query --class access lacks %s:\n%s", want, q)
 		}
@@ -160,5 +166,46 @@ func TestServeWithGuard(t *testing.T) {
 	}
 	if _, err := run(t, "serve", "--data", filepath.Join(dir, "other"), "--guard-upstream", upstream.URL); err == nil || !strings.Contains(err.Error(), "--guard-policy is required") {
 		t.Fatalf("serve --guard-upstream without a policy: %v", err)
+	}
+}
+
+// custos guard --spool takes over the access events a previous run kept
+// while the audit log was down, and moves them into the log.
+func TestGuardDrainsSpool(t *testing.T) {
+	dir := t.TempDir()
+	data, spoolDir := filepath.Join(dir, "data"), filepath.Join(dir, "spool")
+	sp, _, err := spool.Open(spoolDir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"acc_spooled_1", "acc_spooled_2"} {
+		e := audit.AccessEvent(guard.Access{Time: time.Now(), Outcome: guard.Forwarded, Route: "GET /customers/{id}/orders",
+			Method: "GET", Subject: "support-tool", ClientID: "support-tool", DataSubject: sub, Status: 200, Size: 20})
+		e.ID = event.NewID()
+		b, err := event.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sp.Put(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.Close()
+
+	upstream, _ := ordersService(t)
+	gaddr := freeAddr(t)
+	out := start(t, "guard", "--data", data, "--upstream", upstream.URL, "--policy", writePolicy(t, dir), "--listen", gaddr,
+		"--audience", "orders", "--spool", spoolDir)
+	waitFor(t, "the guard", func() bool { return strings.Contains(out.String(), "custos guard on "+gaddr) })
+	if !strings.Contains(out.String(), "holds 2 access events") {
+		t.Errorf("the guard does not say what its spool holds:\n%s", out)
+	}
+	waitFor(t, "the spooled reads in the log", func() bool {
+		q, err := run(t, "audit", "query", "--data", data, "--json")
+		return err == nil && strings.Contains(q, "acc_spooled_1") && strings.Contains(q, "acc_spooled_2") && strings.Contains(q, `"guard_spool_drained"`)
+	})
+	if _, err := run(t, "guard", "--data", data, "--upstream", upstream.URL, "--policy", writePolicy(t, dir), "--listen", freeAddr(t),
+		"--spool", spoolDir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a second guard on the same spool: %v", err)
 	}
 }

@@ -93,7 +93,14 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		return fmt.Errorf("guard: listen: %w", err)
 	}
 	defer gln.Close()
-	h, err := gf.handler(ctx, n, up, policy, log)
+	sp, err := gf.openSpool(stdio.Stdout)
+	if err != nil {
+		return err
+	}
+	if sp != nil {
+		defer sp.Close()
+	}
+	h, err := gf.handler(ctx, n, up, policy, sp, log)
 	if err != nil {
 		return err
 	}
@@ -102,6 +109,9 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.Serve(ctx, ln) })
 	g.Go(func() error { return node.ServeHTTP(ctx, gln, h, log) })
+	if sp != nil {
+		g.Go(func() error { n.RunSpool(ctx, sp); return nil })
+	}
 	return g.Wait()
 }
 

@@ -3,11 +3,13 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/node"
+	"github.com/custos-dev/custos/internal/spool"
 )
 
 // The 2025 case through the guard: a token custos issued reads a
@@ -49,7 +52,7 @@ route GET /customers/{id}/orders
 	get := func(tok string) (int, string) {
 		req, _ := http.NewRequest("GET", srv.URL+"/customers/acc_victim/orders", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set(guard.PurposeHeader, "order support")
+		req.Header.Set(guard.PurposeHeader, "support: order")
 		resp, err := srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -121,7 +124,7 @@ func TestGuardBadInput(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- n.ServeGuard(ctx, ln, h) }()
+	go func() { done <- n.ServeGuard(ctx, ln, h, nil) }()
 	defer func() { cancel(); <-done }()
 
 	raw := func(req string) int {
@@ -217,5 +220,118 @@ func TestGuardSeesRevocation(t *testing.T) {
 	}
 	if status := get(); status != 401 {
 		t.Fatalf("revoked token: %d", status)
+	}
+}
+
+// With a spool, the guard answers while the audit log is down: each read
+// is kept on local disk before its response leaves, and once the log is
+// back (here: the guard restarted on it) every kept read goes into it,
+// once. Without a spool the same guard fails closed.
+func TestGuardSpoolsWhileTheLogIsDown(t *testing.T) {
+	n, base := startNode(t, nil)
+	_, token := service(t, n, base)
+	tok := token()
+	policy, err := guard.ParsePolicy("orders.policy", strings.NewReader(`custos-guard-policy v1
+route GET /customers/{id}/orders
+    subject path id
+    staff-scope orders:read
+    data order_history
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spoolDir := t.TempDir()
+	sp, _, err := spool.Open(spoolDir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	var calls atomic.Int64
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		io.WriteString(w, `{"orders":[]}`)
+	})
+	spooling, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders", Spool: sp}, upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failClosed, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(h http.Handler, i int) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", fmt.Sprintf("/customers/acc_%d/orders", i), nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set(guard.PurposeHeader, "support")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	for i := range 3 {
+		if w := get(spooling, i); w.Code != 200 {
+			t.Fatalf("read %d with the log up: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if sp.Pending() {
+		t.Fatal("reads spooled while the log was up")
+	}
+
+	n.Log.Close() // the log is down
+	if w := get(failClosed, 99); w.Code != 503 || strings.Contains(w.Body.String(), "orders") {
+		t.Fatalf("without a spool, with the log down: %d %s", w.Code, w.Body)
+	}
+	const down = 40
+	var wg sync.WaitGroup
+	for i := range down {
+		wg.Go(func() {
+			if w := get(spooling, 100+i); w.Code != 200 {
+				t.Errorf("read with the log down: %d %s", w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+	if st := sp.Status(); st.Events != down {
+		t.Fatalf("spool holds %d events, want %d", st.Events, down)
+	}
+	if c := calls.Load(); c != 3+1+down {
+		t.Fatalf("upstream called %d times", c)
+	}
+
+	// The guard restarts on the data directory, and drains.
+	n2, err := node.Open(t.Context(), node.Config{DataDir: n.Config().DataDir, Addr: n.Config().Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if moved, err := n2.DrainSpool(t.Context(), sp); err != nil || moved != down {
+		t.Fatalf("drain: moved %d, %v", moved, err)
+	}
+	if moved, err := n2.DrainSpool(t.Context(), sp); err != nil || moved != 0 {
+		t.Fatalf("second drain: moved %d, %v", moved, err)
+	}
+	reads := map[string]int{}
+	drained := int64(0)
+	err = n2.Audit.Query(t.Context(), audit.Filter{}, func(r audit.Record) error {
+		switch r.Event.Type {
+		case audit.EventDataRead:
+			reads[r.Event.Subject]++
+		case node.EventSpoolDrained:
+			drained += r.Event.Fields["events"].(int64)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reads) != 3+down || drained != down {
+		t.Fatalf("log holds reads of %d subjects and %d drained, want %d and %d", len(reads), drained, 3+down, down)
+	}
+	for s, c := range reads {
+		if c != 1 {
+			t.Errorf("read of %s recorded %d times", s, c)
+		}
+	}
+	if _, ok := reads["acc_99"]; ok {
+		t.Error("the refused read is recorded as a read")
 	}
 }

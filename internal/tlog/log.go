@@ -269,24 +269,39 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %d bytes", ErrEntryTooLarge, len(entry))
 	}
 	h := auditlog.LeafHash(entry)
-	l.mu.Lock()
-	for l.pending.n >= l.cfg.MaxPending && !l.closed {
-		l.cond.Wait()
-	}
-	if l.closed {
-		l.mu.Unlock()
-		return 0, ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		l.mu.Unlock()
+	b, err := l.reserve(ctx, 1)
+	if err != nil {
 		return 0, err
 	}
-	b := l.pending
 	pos := b.n
 	b.buf, _ = auditlog.AppendEntryBundle(b.buf, entry) // size checked above
 	b.n++
 	b.hashes = append(b.hashes, h)
 	l.mu.Unlock()
+	return l.await(b, pos)
+}
+
+// reserve waits until the pending batch has room for n entries and returns
+// it with l.mu held, or an error with l.mu released.
+func (l *Log) reserve(ctx context.Context, n int) (*batch, error) {
+	l.mu.Lock()
+	for l.pending.n > 0 && l.pending.n+n > l.cfg.MaxPending && !l.closed {
+		l.cond.Wait()
+	}
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		l.mu.Unlock()
+		return nil, err
+	}
+	return l.pending, nil
+}
+
+// await kicks the sequencer and returns the index of the entry at pos in b
+// once b is committed.
+func (l *Log) await(b *batch, pos int) (uint64, error) {
 	select {
 	case l.kick <- struct{}{}:
 	default:
@@ -296,6 +311,37 @@ func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 		return 0, b.err
 	}
 	return b.first + uint64(pos), nil
+}
+
+// AppendAll adds entries, in order, in one commit, and returns the index of
+// the first once they are durable: all of them are stored, or none. At most
+// MaxPending entries at once.
+func (l *Log) AppendAll(ctx context.Context, entries [][]byte) (uint64, error) {
+	if len(entries) == 0 {
+		return 0, errors.New("tlog: AppendAll of no entries")
+	}
+	if len(entries) > l.cfg.MaxPending {
+		return 0, fmt.Errorf("tlog: AppendAll of %d entries, over MaxPending (%d)", len(entries), l.cfg.MaxPending)
+	}
+	hashes := make([]auditlog.Hash, len(entries))
+	for i, e := range entries {
+		if len(e) > MaxEntrySize {
+			return 0, fmt.Errorf("%w: entry %d is %d bytes", ErrEntryTooLarge, i, len(e))
+		}
+		hashes[i] = auditlog.LeafHash(e)
+	}
+	b, err := l.reserve(ctx, len(entries))
+	if err != nil {
+		return 0, err
+	}
+	pos := b.n
+	for _, e := range entries {
+		b.buf, _ = auditlog.AppendEntryBundle(b.buf, e) // sizes checked above
+	}
+	b.n += len(entries)
+	b.hashes = append(b.hashes, hashes...)
+	l.mu.Unlock()
+	return l.await(b, pos)
 }
 
 // sequencer commits pending appends, one batch at a time.

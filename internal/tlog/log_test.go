@@ -382,6 +382,47 @@ func TestAppendRefusesOversizeAndAfterClose(t *testing.T) {
 	}
 }
 
+// AppendAll stores its entries in order, next to each other, while other
+// appends run beside it.
+func TestAppendAllKeepsEntriesTogether(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			if _, err := f.log.Append(t.Context(), entry(1000+i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	var batch [][]byte
+	for i := range 300 {
+		batch = append(batch, entry(i))
+	}
+	first, err := f.log.AppendAll(t.Context(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	got, err := f.log.Entries(t.Context(), first, first+uint64(len(batch)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range batch {
+		if string(got[i]) != string(batch[i]) {
+			t.Fatalf("entry %d of the batch is %q at index %d", i, got[i], first+uint64(i))
+		}
+	}
+	if _, err := f.log.AppendAll(t.Context(), nil); err == nil {
+		t.Error("AppendAll of nothing succeeded")
+	}
+	if _, err := f.log.AppendAll(t.Context(), [][]byte{entry(1), make([]byte, tlog.MaxEntrySize+1)}); !errors.Is(err, tlog.ErrEntryTooLarge) {
+		t.Errorf("AppendAll with an oversize entry: %v", err)
+	}
+	if cp := f.waitSize(t, 350); cp.Size != 350 {
+		t.Errorf("log size %d after the refused AppendAll, want 350", cp.Size)
+	}
+}
+
 // A commit larger than an entry bundle (the sequencer takes everything
 // queued) reads back whole, at start and through entry bundles.
 func TestLargeCommitsReadBack(t *testing.T) {
