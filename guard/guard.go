@@ -107,6 +107,12 @@ type Access struct {
 	Size      int64
 	ClientIP  string
 	UserAgent string
+	// Count, when not 0, makes this the summary of Count refusals with
+	// Reason from ClientIP in the Window that began at Time, past the
+	// refusals the IP has recorded one by one (Config.RefusalsPerIP).
+	// A summary names no route, path or token.
+	Count  int
+	Window time.Duration
 }
 
 // Defaults.
@@ -132,8 +138,19 @@ type Config struct {
 	MaxResponseBytes int64
 	// MaxHeldBytes; 0 means DefaultMaxHeldBytes.
 	MaxHeldBytes int64
-	// MaxRateKeys; 0 means DefaultMaxRateKeys.
+	// MaxRateKeys; 0 means DefaultMaxRateKeys. It also bounds the client
+	// IPs whose refusals are counted.
 	MaxRateKeys int
+	// RefusalsPerIP is how many refusals of requests without a verified
+	// token a client IP has recorded one by one per RefusalWindow; past
+	// it, they are counted and recorded as one summary per reason when
+	// the window ends (Access.Count). Refusals of tokens signed with
+	// custos's keys but not issued, or revoked, are always recorded one
+	// by one. 0 means DefaultRefusalsPerIP; negative records every
+	// refusal one by one.
+	RefusalsPerIP int
+	// RefusalWindow; 0 means DefaultRefusalWindow.
+	RefusalWindow time.Duration
 	// Now; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil means slog.Default().
@@ -143,9 +160,10 @@ type Config struct {
 // Guard is net/http middleware that lets a response out only as its
 // policy allows, and only once the access is recorded.
 type Guard struct {
-	cfg    Config
-	limits map[*Route]*limiter
-	held   atomic.Int64 // bytes of responses held now, across requests
+	cfg      Config
+	limits   map[*Route]*limiter
+	held     atomic.Int64 // bytes of responses held now, across requests
+	refusals *refusalBudget
 }
 
 // New returns a guard.
@@ -162,8 +180,14 @@ func New(cfg Config) (*Guard, error) {
 	if cfg.MaxHeldBytes == 0 {
 		cfg.MaxHeldBytes = DefaultMaxHeldBytes
 	}
-	if cfg.MaxResponseBytes < 0 || cfg.MaxRateKeys < 0 || cfg.MaxHeldBytes < 0 {
-		return nil, errors.New("guard: MaxResponseBytes, MaxHeldBytes and MaxRateKeys must be positive")
+	if cfg.RefusalsPerIP == 0 {
+		cfg.RefusalsPerIP = DefaultRefusalsPerIP
+	}
+	if cfg.RefusalWindow == 0 {
+		cfg.RefusalWindow = DefaultRefusalWindow
+	}
+	if cfg.MaxResponseBytes < 0 || cfg.MaxRateKeys < 0 || cfg.MaxHeldBytes < 0 || cfg.RefusalWindow < 0 {
+		return nil, errors.New("guard: MaxResponseBytes, MaxHeldBytes, MaxRateKeys and RefusalWindow must be positive")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -172,6 +196,10 @@ func New(cfg Config) (*Guard, error) {
 		cfg.Logger = slog.Default()
 	}
 	g := &Guard{cfg: cfg, limits: make(map[*Route]*limiter)}
+	if cfg.RefusalsPerIP > 0 {
+		g.refusals = &refusalBudget{perIP: cfg.RefusalsPerIP, window: cfg.RefusalWindow, flush: g.flushSummary,
+			ips: lru.New[string, *ipRefusals](cfg.MaxRateKeys)}
+	}
 	for _, rt := range cfg.Policy.Routes {
 		if rt.Rate != nil {
 			g.limits[rt] = &limiter{rate: rt.Rate, buckets: lru.New[string, *rate.Limiter](cfg.MaxRateKeys)}
@@ -356,10 +384,14 @@ func withIdentity(r *http.Request, a Access) *http.Request {
 	return out
 }
 
-// refuse records a refusal and answers it. A refusal that cannot be
-// recorded is still refused.
+// refuse records a refusal, or counts it into its IP's summary, and
+// answers it. A refusal that cannot be recorded is still refused.
 func (g *Guard) refuse(ctx context.Context, w http.ResponseWriter, a Access, reason verify.Reason, status int) {
 	a.Outcome, a.Reason, a.Status, a.Size = Refused, reason, status, 0
+	if !g.refusals.record(a) {
+		writeError(w, reason, status) // counted into its IP's summary
+		return
+	}
 	if err := g.cfg.Recorder.Record(ctx, a); err != nil {
 		g.cfg.Logger.ErrorContext(ctx, "guard: refusal not recorded", "route", a.Route, "reason", reason, "err", err)
 	}

@@ -42,13 +42,19 @@ func AccessEvent(a guard.Access) event.Event {
 		typ = EventAccessMonitored
 	}
 	f := make(map[string]any, 12) // room for every field, without growing
-	f["method"], f["mode"], f["status"] = a.Method, a.Mode.String(), int64(a.Status)
+	f["mode"], f["status"] = a.Mode.String(), int64(a.Status)
 	put := func(k, v string) {
 		if v != "" {
 			f[k] = v
 		}
 	}
+	put("method", a.Method)
 	put("route", a.Route)
+	if a.Count > 0 {
+		// A summary of refusals past the IP's budget.
+		f["count"] = int64(a.Count)
+		f["window_ms"] = a.Window.Milliseconds()
+	}
 	if a.Route == "" && a.Path != "" {
 		head, _, _ := strings.Cut(strings.TrimPrefix(a.Path, "/"), "/")
 		sum := sha256.Sum256([]byte(a.Path))

@@ -37,25 +37,34 @@ func TestRecordAccess(t *testing.T) {
 		Time: at, Outcome: guard.Forwarded, Mode: guard.Enforce, Route: "GET /customers/{id}/addresses",
 		Method: "GET", Path: "/customers/acc_lee/addresses", JTI: "jti_1", Subject: "op_park", ClientID: "console",
 		KeyID: "kid_1", DataSubject: "acc_lee", Data: []guard.Category{"address", "entrance_code"},
-		Purpose: "ticket 4411", Status: 200, Size: 512, ClientIP: "203.0.113.7", UserAgent: "support-tool/2",
+		Purpose: "support: ticket 4411", Status: 200, Size: 512, ClientIP: "203.0.113.7", UserAgent: "support-tool/2",
 	}
 	probe := guard.Access{
 		Time: at, Outcome: guard.Refused, Reason: guard.ReasonNoRoute, Method: "GET",
 		Path: "/admin/" + strings.Repeat("a", 400) + "\xff", Status: 404, ClientIP: "198.51.100.9",
 	}
-	for _, a := range []guard.Access{read, probe} {
+	summary := guard.Access{
+		Time: at, Outcome: guard.Refused, Reason: guard.ReasonNoToken, Mode: guard.Enforce,
+		Status: 401, ClientIP: "198.51.100.9", Count: 4812, Window: 10 * time.Second,
+	}
+	for _, a := range []guard.Access{read, probe, summary} {
 		if err := e.al.Record(t.Context(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
 	evs := accessEvents(t, e)
-	if len(evs) != 2 {
-		t.Fatalf("%d access events, want 2", len(evs))
+	if len(evs) != 3 {
+		t.Fatalf("%d access events, want 3", len(evs))
+	}
+	if s := evs[2]; s.Type != audit.EventAccessRefused || s.IP != "198.51.100.9" || fmt.Sprint(s.Fields) != fmt.Sprint(map[string]any{
+		"count": int64(4812), "mode": "enforce", "reason": "no_token", "status": int64(401), "window_ms": int64(10000),
+	}) {
+		t.Fatalf("summary of refusals recorded as %+v", s)
 	}
 	r := evs[0]
 	want := map[string]any{
 		"method": "GET", "mode": "enforce", "status": int64(200), "route": "GET /customers/{id}/addresses",
-		"jti": "jti_1", "kid": "kid_1", "purpose": "ticket 4411", "user_agent": "support-tool/2",
+		"jti": "jti_1", "kid": "kid_1", "purpose": "support: ticket 4411", "user_agent": "support-tool/2",
 		"data": "address entrance_code", "size": int64(512),
 	}
 	if r.Type != audit.EventDataRead || r.Actor != "op_park" || r.Subject != "acc_lee" || r.Client != "console" ||
