@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -43,8 +44,21 @@ func main() {
 	rate := flag.Int("rate", 5000, "requests per second")
 	duration := flag.Duration("duration", 10*time.Second, "how long each side is loaded")
 	workers := flag.Int("workers", 512, "concurrent requests at most")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "guardlatency:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*rate, *duration, *workers); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "guardlatency:", err)
 		os.Exit(1)
 	}

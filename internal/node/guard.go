@@ -95,7 +95,11 @@ func (n *Node) ServeGuard(ctx context.Context, ln net.Listener, h http.Handler, 
 	defer cancel()
 	go n.reloadKeys(ctx)
 	if sp != nil {
-		go n.RunSpool(ctx, sp)
+		// Drained until serving ends, and no later: the caller closes
+		// sp after this returns.
+		drained := make(chan struct{})
+		go func() { n.RunSpool(ctx, sp); close(drained) }()
+		defer func() { cancel(); <-drained }()
 	}
 	return ServeHTTP(ctx, ln, h, n.log)
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,7 +241,7 @@ route GET /customers/{id}/orders
 	if err != nil {
 		t.Fatal(err)
 	}
-	spoolDir := t.TempDir()
+	spoolDir := filepath.Join(t.TempDir(), "spool")
 	sp, _, err := spool.Open(spoolDir, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,7 @@
 // cannot take an access event, the guard may write the event here instead:
 // Put returns once the event is on disk (fsync), so the response it
 // records may be released. Drain moves spooled events into the log, in
-// order and exactly once, when the log is back.
+// order and once, when the log is back.
 //
 // A spool is a directory holding two files: "spool", the events, each
 // framed as a four-byte big-endian length, a four-byte CRC-32C of the event
@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -100,6 +101,12 @@ func Open(dir string, maxBytes int64) (*Spool, Status, error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, Status{}, fmt.Errorf("spool: %w", err)
+	}
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, Status{}, fmt.Errorf("spool: %w", err)
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		// The events name customers and their readers.
+		return nil, Status{}, fmt.Errorf("spool: %s is open to other users (mode %#o): chmod 700 it", dir, perm)
 	}
 	unlock, err := lockDir(dir)
 	if err != nil {
@@ -209,22 +216,20 @@ func (s *Spool) Put(entry []byte) error {
 	copy(rec[headerSize:], entry)
 
 	s.mu.Lock()
-	if s.broken != nil {
+	if err := s.broken; err != nil {
 		s.mu.Unlock()
-		return s.broken
+		return err
 	}
-	if s.size-s.drained+int64(len(rec)) > s.max {
+	if s.size+int64(len(rec)) > s.max {
+		// The file, drained part included: it is emptied only once the
+		// log holds all of it.
 		s.mu.Unlock()
-		return fmt.Errorf("%w: %d bytes waiting for the log", ErrFull, s.size-s.drained)
+		return fmt.Errorf("%w: %d bytes, %d of them waiting for the log", ErrFull, s.size, s.size-s.drained)
 	}
 	if _, err := s.f.WriteAt(rec, s.size); err != nil {
-		// Cut off what may have been written, so that the next event
-		// follows the last whole one.
-		if terr := s.f.Truncate(s.size); terr != nil {
-			s.broken = fmt.Errorf("%w: %v", ErrBroken, err)
-		}
+		s.broken = fmt.Errorf("%w: write: %v", ErrBroken, err)
 		s.mu.Unlock()
-		return fmt.Errorf("spool: write: %w", err)
+		return s.broken
 	}
 	s.size += int64(len(rec))
 	s.events++
@@ -250,13 +255,20 @@ func (s *Spool) sync(end int64) error {
 	if err := s.f.Sync(); err != nil {
 		// After a failed fsync the kernel may have dropped the pages:
 		// nothing written since the last good one can be trusted.
-		s.mu.Lock()
-		s.broken = fmt.Errorf("%w: sync: %v", ErrBroken, err)
-		s.mu.Unlock()
-		return s.broken
+		return s.fail(fmt.Errorf("%w: sync: %v", ErrBroken, err))
 	}
 	s.synced = target
 	return nil
+}
+
+// fail marks the spool broken with err, and returns err.
+func (s *Spool) fail(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = err
+	}
+	return err
 }
 
 // Status returns what the spool holds now.
@@ -277,21 +289,30 @@ func (s *Spool) Pending() bool {
 // to drainBatch, and returns how many it moved. Each event reaches the log
 // exactly once: before a commit the state records the events and the log's
 // size, and a Drain after a crash looks in the log past that size to learn
-// whether the commit happened. When everything is drained, the spool's
-// file is emptied.
+// whether the commit happened. (The log's own commit can leave one case
+// open: see tlog.Log.Append.) When everything is drained, the spool's file
+// is emptied.
 func (s *Spool) Drain(ctx context.Context, log Log) (int, error) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
+	s.mu.Lock()
+	broken := s.broken
+	s.mu.Unlock()
+	if broken != nil {
+		// What is on disk may differ from what this process holds:
+		// the next Open reads it afresh.
+		return 0, broken
+	}
 	st, err := readState(s.dir)
 	if err != nil {
 		return 0, err
 	}
+	moved := 0
 	if st.inflight != nil {
-		if st, err = s.resolve(ctx, log, st); err != nil {
+		if st, moved, err = s.resolve(ctx, log, st); err != nil {
 			return 0, err
 		}
 	}
-	moved := 0
 	for {
 		s.smu.Lock()
 		synced := s.synced
@@ -329,19 +350,20 @@ func (s *Spool) Drain(ctx context.Context, log Log) (int, error) {
 }
 
 // resolve settles a commit a crash or an error interrupted: its events are
-// in the log past the size recorded before it, or not at all.
-func (s *Spool) resolve(ctx context.Context, log Log, st state) (state, error) {
+// in the log past the size recorded before it, or not at all. It returns
+// how many events it found there.
+func (s *Spool) resolve(ctx context.Context, log Log, st state) (state, int, error) {
 	in := *st.inflight
 	entries, end, err := s.read(in.from, in.to)
 	if err != nil {
-		return st, err
+		return st, 0, err
 	}
 	if end != in.to || len(entries) == 0 {
-		return st, fmt.Errorf("spool: state names events %d-%d the spool does not hold whole", in.from, in.to)
+		return st, 0, fmt.Errorf("spool: state names events %d-%d the spool does not hold whole", in.from, in.to)
 	}
 	size, err := log.Size(ctx)
 	if err != nil {
-		return st, fmt.Errorf("spool: log size: %w", err)
+		return st, 0, fmt.Errorf("spool: log size: %w", err)
 	}
 	found := false
 	errFound := errors.New("found")
@@ -353,22 +375,23 @@ func (s *Spool) resolve(ctx context.Context, log Log, st state) (state, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errFound) {
-		return st, fmt.Errorf("spool: read the log: %w", err)
+		// For example, retention pruned the entries past in.logSize:
+		// the spool waits, and the guard fails closed once it is full.
+		return st, 0, fmt.Errorf("spool: read the log from %d to learn whether an interrupted commit happened: %w", in.logSize, err)
 	}
 	st = state{drained: in.from}
-	if found {
-		st.drained = in.to
+	if !found {
+		return st, 0, writeState(s.dir, st)
 	}
+	st.drained = in.to
 	if err := writeState(s.dir, st); err != nil {
-		return st, err
+		return st, 0, err
 	}
-	if found {
-		s.mu.Lock()
-		s.drained = st.drained
-		s.events -= len(entries)
-		s.mu.Unlock()
-	}
-	return st, nil
+	s.mu.Lock()
+	s.drained = st.drained
+	s.events -= len(entries)
+	s.mu.Unlock()
+	return st, len(entries), nil
 }
 
 // read returns the events in [from, to), at most drainBatch of them and
@@ -383,6 +406,9 @@ func (s *Spool) read(from, to int64) ([][]byte, int64, error) {
 	off := 0
 	for len(entries) < drainBatch && off+headerSize <= len(buf) && (off < drainBatchBytes || len(entries) == 0) {
 		l := int(binary.BigEndian.Uint32(buf[off : off+4]))
+		if l == 0 || l > MaxEntrySize {
+			return nil, 0, fmt.Errorf("spool: event at byte %d is damaged", from+int64(off))
+		}
 		if off+headerSize+l > len(buf) {
 			break
 		}
@@ -410,15 +436,20 @@ func (s *Spool) truncateIfDrained() error {
 	}
 	// The file first: a crash before the state is written leaves a
 	// state past the file's end, which Open reads as drained.
-	if err := s.f.Truncate(0); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	// Past this point, a failure leaves the file or the state unlike
+	// what this process holds: the spool takes no more until reopened.
+	err := s.f.Truncate(0)
+	if err == nil {
+		err = s.f.Sync()
 	}
-	if err := s.f.Sync(); err != nil {
-		s.broken = fmt.Errorf("%w: sync: %v", ErrBroken, err)
+	if err == nil {
+		err = writeState(s.dir, state{})
+	}
+	if err != nil {
+		if s.broken == nil {
+			s.broken = fmt.Errorf("%w: empty the drained spool: %v", ErrBroken, err)
+		}
 		return s.broken
-	}
-	if err := writeState(s.dir, state{}); err != nil {
-		return err
 	}
 	s.size, s.drained, s.synced, s.events = 0, 0, 0, 0
 	return nil

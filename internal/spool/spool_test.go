@@ -66,6 +66,18 @@ func (m *memLog) set(fail, failAfterStore bool) {
 	m.mu.Unlock()
 }
 
+// spoolDir is a new directory for a spool, which Open creates.
+func spoolDir(t *testing.T) string { return filepath.Join(t.TempDir(), "spool") }
+
+// madeSpoolDir is a new directory for a spool, made as Open makes it.
+func madeSpoolDir(t *testing.T) string {
+	dir := spoolDir(t)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func ev(i int) []byte { return fmt.Appendf(nil, `{"event":%d,"pad":"%0*d"}`, i, i%50, 0) }
 
 func open(t *testing.T, dir string, max int64) *Spool {
@@ -101,7 +113,7 @@ func wantLog(t *testing.T, m *memLog, n int) {
 }
 
 func TestPutDrain(t *testing.T) {
-	dir := t.TempDir()
+	dir := spoolDir(t)
 	s := open(t, dir, 0)
 	put(t, s, 0, 3000) // more than one drain batch
 	if st := s.Status(); st.Events != 3000 || !s.Pending() {
@@ -136,7 +148,7 @@ func TestPutDrain(t *testing.T) {
 // While the log is down, Drain keeps the events; once it is back, they go
 // in, once.
 func TestDrainWaitsForTheLog(t *testing.T) {
-	s := open(t, t.TempDir(), 0)
+	s := open(t, spoolDir(t), 0)
 	put(t, s, 0, 10)
 	m := &memLog{fail: true}
 	if n, err := s.Drain(t.Context(), m); err == nil || n != 0 {
@@ -156,7 +168,7 @@ func TestDrainWaitsForTheLog(t *testing.T) {
 // the commit gives) is found in the log, not appended again; one that was
 // not stored is appended.
 func TestInterruptedDrainIsExactlyOnce(t *testing.T) {
-	dir := t.TempDir()
+	dir := spoolDir(t)
 	s := open(t, dir, 0)
 	put(t, s, 0, 5)
 	m := &memLog{failAfterStore: true}
@@ -165,8 +177,8 @@ func TestInterruptedDrainIsExactlyOnce(t *testing.T) {
 	}
 	m.set(false, false)
 	m.entries = append(m.entries, []byte(`{"other":"appender"}`)) // others append meanwhile
-	if n, err := s.Drain(t.Context(), m); err != nil || n != 0 {
-		t.Fatalf("drain after the lost commit: %d, %v", n, err)
+	if n, err := s.Drain(t.Context(), m); err != nil || n != 5 {
+		t.Fatalf("drain after the lost commit: moved %d, %v; want the 5 found in the log", n, err)
 	}
 	if len(m.entries) != 6 {
 		t.Fatalf("log holds %d entries after the lost commit was resolved, want 6", len(m.entries))
@@ -185,8 +197,8 @@ func TestInterruptedDrainIsExactlyOnce(t *testing.T) {
 	s.Close()
 	s = open(t, dir, 0)
 	m.set(false, false)
-	if n, err := s.Drain(t.Context(), m); err != nil || n != 0 {
-		t.Fatalf("drain after restart: %d, %v", n, err)
+	if n, err := s.Drain(t.Context(), m); err != nil || n != 3 {
+		t.Fatalf("drain after restart: moved %d, %v; want the 3 found in the log", n, err)
 	}
 	if len(m.entries) != 9 {
 		t.Fatalf("log holds %d entries, want 9", len(m.entries))
@@ -208,7 +220,7 @@ func TestInterruptedDrainIsExactlyOnce(t *testing.T) {
 // Events survive a restart; a torn tail, which no Put acknowledged, is cut
 // off.
 func TestReopenCutsTornTail(t *testing.T) {
-	dir := t.TempDir()
+	dir := spoolDir(t)
 	s := open(t, dir, 0)
 	put(t, s, 0, 20)
 	s.Close()
@@ -236,7 +248,7 @@ func TestReopenCutsTornTail(t *testing.T) {
 
 // A record whose checksum does not match ends the intact part.
 func TestReopenCutsDamagedRecord(t *testing.T) {
-	dir := t.TempDir()
+	dir := spoolDir(t)
 	s := open(t, dir, 0)
 	put(t, s, 0, 3)
 	s.Close()
@@ -257,7 +269,7 @@ func TestReopenCutsDamagedRecord(t *testing.T) {
 }
 
 func TestFull(t *testing.T) {
-	s := open(t, t.TempDir(), int64(3*headerSize+len(ev(0))+len(ev(1))+len(ev(2))))
+	s := open(t, spoolDir(t), int64(3*headerSize+len(ev(0))+len(ev(1))+len(ev(2))))
 	put(t, s, 0, 3)
 	if err := s.Put(ev(3)); !errors.Is(err, ErrFull) {
 		t.Fatalf("put into a full spool: %v", err)
@@ -276,7 +288,7 @@ func TestFull(t *testing.T) {
 }
 
 func TestOneUserAtATime(t *testing.T) {
-	dir := t.TempDir()
+	dir := spoolDir(t)
 	s := open(t, dir, 0)
 	if _, _, err := Open(dir, 0); err == nil {
 		t.Fatal("a second Open of the same spool succeeded")
@@ -298,7 +310,7 @@ func TestDamagedStateIsRefused(t *testing.T) {
 		"custos-spool v1\ndrained 0\ninflight 4 8 0\n",
 		"",
 	} {
-		dir := t.TempDir()
+		dir := madeSpoolDir(t)
 		os.WriteFile(filepath.Join(dir, "state"), []byte(text), 0o600)
 		if s, _, err := Open(dir, 0); err == nil {
 			s.Close()
@@ -310,7 +322,7 @@ func TestDamagedStateIsRefused(t *testing.T) {
 // A crash after the file was emptied but before the state said so reads
 // as an empty spool.
 func TestCrashAfterTruncate(t *testing.T) {
-	dir := t.TempDir()
+	dir := madeSpoolDir(t)
 	if err := writeState(dir, state{drained: 4096}); err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +344,7 @@ func TestCrashAfterTruncate(t *testing.T) {
 
 // Concurrent Puts while Drain runs: every event reaches the log once.
 func TestConcurrentPutAndDrain(t *testing.T) {
-	s := open(t, t.TempDir(), 0)
+	s := open(t, spoolDir(t), 0)
 	m := &memLog{}
 	const writers, each = 8, 250
 	var wg sync.WaitGroup
@@ -363,5 +375,45 @@ func TestConcurrentPutAndDrain(t *testing.T) {
 	}
 	if len(seen) != writers*each {
 		t.Fatalf("%d events in the log, want %d", len(seen), writers*each)
+	}
+}
+
+func TestOpenRefusesADirectoryOthersCanRead(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	if s, _, err := Open(dir, 0); err == nil {
+		s.Close()
+		t.Fatal("a spool in a directory others can read was opened")
+	}
+	os.Chmod(dir, 0o700)
+	s, _, err := Open(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+// A record of length zero is damage, not an empty event: Drain refuses it
+// rather than append nothing to the log.
+func TestDrainRefusesZeroLengthRecord(t *testing.T) {
+	dir := spoolDir(t)
+	s := open(t, dir, 0)
+	put(t, s, 0, 2)
+	// Overwrite the first record's header with zeros, as a hole in the
+	// file would read.
+	f, err := os.OpenFile(filepath.Join(dir, "spool"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt(make([]byte, headerSize), 0)
+	f.Close()
+	m := &memLog{}
+	if n, err := s.Drain(t.Context(), m); err == nil || n != 0 || len(m.entries) != 0 {
+		t.Fatalf("drain of a zeroed record: moved %d, %v; log holds %d", n, err, len(m.entries))
 	}
 }

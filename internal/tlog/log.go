@@ -263,7 +263,9 @@ func (l *Log) Checkpoint() ([]byte, auditlog.Checkpoint) {
 
 // Append adds entry to the log and returns its index once it is durable.
 // Once queued, an append is waited for even if ctx ends, so that an error
-// always means the entry was not stored.
+// means the store did not commit the entry. (One case stays open: a commit
+// that fails with an I/O error after SQLite wrote it to the WAL can come
+// back when the database is next opened.)
 func (l *Log) Append(ctx context.Context, entry []byte) (uint64, error) {
 	if len(entry) > MaxEntrySize {
 		return 0, fmt.Errorf("%w: %d bytes", ErrEntryTooLarge, len(entry))
