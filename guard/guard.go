@@ -275,12 +275,16 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 			g.cfg.Logger.WarnContext(ctx, "guard: token could not be checked", "route", rt.Pattern, "err", err)
 			return verify.ReasonUnavailable, http.StatusServiceUnavailable
 		}
+		if e, ok := errors.AsType[*verify.Error](err); ok && e.Claims != nil {
+			// A token signed with a custos key but never issued, or
+			// revoked: whom it claims to be, and whose data it meant
+			// to read, are recorded (and, on a monitor route, what
+			// the upstream is told), never trusted.
+			identify(a, rt, e.Claims)
+		}
 		return reason, http.StatusUnauthorized
 	}
-	a.JTI, a.Subject, a.ClientID, a.KeyID = c.JTI, c.Subject, c.ClientID, c.KeyID
-	if rt.SubjectParam == "" {
-		a.DataSubject = c.Subject
-	}
+	identify(a, rt, c)
 	// A malformed purpose is bad input, refused on any route; it is
 	// checked once the token verifies, so that a forged or stolen token
 	// is refused and recorded for what it is, whatever it sent with it.
@@ -479,6 +483,15 @@ func declaredPurpose(r *http.Request) (purpose, code string, ok bool) {
 		}
 	}
 	return p, code, true
+}
+
+// identify fills a with what c says: the token's identity, and for a
+// route whose subject is the token's, the data subject.
+func identify(a *Access, rt *Route, c *verify.Claims) {
+	a.JTI, a.Subject, a.ClientID, a.KeyID = c.JTI, c.Subject, c.ClientID, c.KeyID
+	if rt.SubjectParam == "" {
+		a.DataSubject = c.Subject
+	}
 }
 
 func hasAll(c *verify.Claims, scopes []string) bool {

@@ -115,13 +115,16 @@ func newEnv(t *testing.T) *env {
 			"support":     claims("op_park", "console", "customers:read"),
 			// A service's client-credentials token: its subject is its
 			// client id, and it has no session.
-			"service":      &verify.Claims{Subject: "acc_kim", ClientID: "acc_kim", JTI: "jti-svc", KeyID: "kid-1", Scope: []string{"profile"}},
-			"forged":       verify.ReasonForged,
-			"revoked-key":  verify.ReasonRevokedKey,
-			"id-token":     verify.ReasonType,
-			"other-aud":    verify.ReasonAudience,
-			"unavailable":  &verify.Error{Reason: verify.ReasonUnavailable, Err: errors.New("JWKS unreachable")},
-			"broken-error": errors.New("not a verify error"),
+			"service": &verify.Claims{Subject: "acc_kim", ClientID: "acc_kim", JTI: "jti-svc", KeyID: "kid-1", Scope: []string{"profile"}},
+			"forged":  verify.ReasonForged,
+			// Signed with a custos key, never issued: verify says whom
+			// it claims to be.
+			"forged-victim": &verify.Error{Reason: verify.ReasonForged, Claims: claims("acc_victim", "shop", "profile")},
+			"revoked-key":   verify.ReasonRevokedKey,
+			"id-token":      verify.ReasonType,
+			"other-aud":     verify.ReasonAudience,
+			"unavailable":   &verify.Error{Reason: verify.ReasonUnavailable, Err: errors.New("JWKS unreachable")},
+			"broken-error":  errors.New("not a verify error"),
 		},
 		Logger: slogDiscard(),
 	})
@@ -173,6 +176,7 @@ func TestGuard(t *testing.T) {
 		{"own profile without its scope", "/me/profile", "kim-noscope", "", 403, guard.Refused, guard.ReasonMissingScope, "acc_kim"},
 		{"no token", "/me/profile", "", "", 401, guard.Refused, guard.ReasonNoToken, ""},
 		{"forged token", "/me/profile", "forged", "", 401, guard.Refused, verify.ReasonForged, ""},
+		{"forged token naming its victim", "/me/profile", "forged-victim", "", 401, guard.Refused, verify.ReasonForged, "acc_victim"},
 		{"revoked key", "/me/profile", "revoked-key", "", 401, guard.Refused, verify.ReasonRevokedKey, ""},
 		{"ID token as access token", "/me/profile", "id-token", "", 401, guard.Refused, verify.ReasonType, ""},
 		{"another audience", "/me/profile", "other-aud", "", 401, guard.Refused, verify.ReasonAudience, ""},
@@ -434,5 +438,62 @@ func TestGuardIdentityHeaders(t *testing.T) {
 	}
 	if r.Header.Get(guard.SubjectHeader) != "acc_lee" {
 		t.Error("the guard changed the caller's request")
+	}
+}
+
+// A forged token on a monitor route gets through, as monitor means, and
+// its record says whom it claimed to be and whose data left; the upstream
+// is told the claimed subject. On an enforce route the same token is
+// refused, and recorded with the same identity.
+func TestForgedTokenIdentityIsRecorded(t *testing.T) {
+	p, err := guard.ParsePolicy("t.policy", strings.NewReader(`custos-guard-policy v1
+route GET /me/profile
+    subject token
+    scope profile
+    data name
+    mode monitor
+route GET /me/orders
+    subject token
+    scope profile
+    data order_history
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	forged := &verify.Claims{Subject: "acc_victim", ClientID: "shop", JTI: "jti-made-up", KeyID: "kid-legacy", Scope: []string{"profile"}, SessionID: "sid-made-up"}
+	g, err := guard.New(guard.Config{Policy: p, Recorder: rec, Logger: slogDiscard(),
+		Verifier: tokens{"forged": &verify.Error{Reason: verify.ReasonForged, Claims: forged}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var told string
+	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		told = r.Header.Get(guard.SubjectHeader) + " " + r.Header.Get(guard.DataSubjectHeader)
+		w.Write([]byte(`{"name":"victim"}`))
+	}))
+	for _, tc := range []struct {
+		path    string
+		status  int
+		outcome guard.Outcome
+	}{{"/me/profile", 200, guard.Monitored}, {"/me/orders", 401, guard.Refused}} {
+		told = ""
+		r := httptest.NewRequest("GET", tc.path, nil)
+		r.Header.Set("Authorization", "Bearer forged")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		a := rec.last(t)
+		if w.Code != tc.status || a.Outcome != tc.outcome || a.Reason != verify.ReasonForged {
+			t.Fatalf("%s: %d, recorded %s/%s", tc.path, w.Code, a.Outcome, a.Reason)
+		}
+		if a.Subject != "acc_victim" || a.DataSubject != "acc_victim" || a.JTI != "jti-made-up" || a.KeyID != "kid-legacy" || a.ClientID != "shop" {
+			t.Errorf("%s: recorded %+v", tc.path, a)
+		}
+		if tc.outcome == guard.Monitored && told != "acc_victim acc_victim" {
+			t.Errorf("monitor route: the upstream was told %q", told)
+		}
+		if tc.outcome == guard.Refused && told != "" {
+			t.Errorf("enforce route: the upstream was called")
+		}
 	}
 }

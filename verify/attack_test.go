@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/asn1"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -455,6 +456,16 @@ func TestAttack(t *testing.T) {
 			}
 			if err != nil && strings.Contains(err.Error(), tok) {
 				t.Errorf("error contains the token")
+			}
+			// A token signed with a custos key but never issued says
+			// whom it claims to be; no other refusal carries claims.
+			e, _ := errors.AsType[*verify.Error](err)
+			switch {
+			case e == nil:
+			case a.want == verify.ReasonForged && (e.Claims == nil || e.Claims.JTI == "" || e.Claims.KeyID == ""):
+				t.Errorf("forged token refused without its claims: %+v", e.Claims)
+			case a.want != verify.ReasonForged && e.Claims != nil:
+				t.Errorf("%s refusal carries claims", a.want)
 			}
 			// Through the guard, the same token is refused for the
 			// same reason, recorded, and never reaches the service.

@@ -34,6 +34,12 @@ const (
 type Error struct {
 	Reason Reason
 	Err    error
+	// Claims, for ReasonForged and ReasonRevoked, are the claims of a
+	// token whose signature and claims checked out but which custos
+	// never issued or has revoked: authentic to the signing key, not to
+	// custos. They say whom a forger meant to be, for the record and for
+	// an incident's scope; they never grant anything.
+	Claims *Claims
 }
 
 func (e *Error) Error() string {

@@ -64,7 +64,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	}
 	out := c.clone()
 	if err := v.checkReceipt(ctx, token, out); err != nil {
-		return nil, err
+		return nil, withClaims(err, out)
 	}
 	if v.cache != nil {
 		v.cache.put(token, cachedToken{claims: c, key: key}, c.ExpiresAt.Add(v.cfg.Leeway))
@@ -93,7 +93,7 @@ func (v *Verifier) recheck(ctx context.Context, token string, hit cachedToken) (
 		if r := ReasonOf(err); r == ReasonForged || r == ReasonRevoked {
 			v.cache.remove(token)
 		}
-		return nil, true, err
+		return nil, true, withClaims(err, out)
 	}
 	return out, true, nil
 }
@@ -180,3 +180,11 @@ func keyError(err error) error {
 }
 
 func refuse(r Reason, err error) *Error { return &Error{Reason: r, Err: err} }
+
+// withClaims attaches c to a forged_token or revoked_token refusal.
+func withClaims(err error, c *Claims) error {
+	if e, ok := err.(*Error); ok && (e.Reason == ReasonForged || e.Reason == ReasonRevoked) {
+		e.Claims = c
+	}
+	return err
+}

@@ -73,14 +73,23 @@ route GET /customers/{id}/orders
 		t.Fatalf("the service was called %d times, want once", calls.Load())
 	}
 	var got []string
+	forgedJTI := ""
 	err = n.Audit.Query(ctx, audit.Filter{Classes: []event.Class{event.ClassAccess}}, func(r audit.Record) error {
 		got = append(got, r.Event.Type+" "+r.Event.Actor+" "+r.Event.Subject+" "+fmtReason(r.Event))
+		if fmtReason(r.Event) == "forged_token" {
+			forgedJTI, _ = r.Event.Fields["jti"].(string)
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"data_read orders-svc acc_victim -", "access_refused  acc_victim forged_token"}
+	// The forged token's refusal names whom it claimed to be, as the
+	// forger wrote it: the incident's scope needs it.
+	want := []string{"data_read orders-svc acc_victim -", "access_refused orders-svc acc_victim forged_token"}
+	if forgedJTI == "" {
+		t.Error("the forged token's jti is not recorded")
+	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("access events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
