@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/custos-dev/custos/internal/linefile"
 )
 
 // PolicyVersion is the first line of every policy file
@@ -271,78 +271,11 @@ func (ps *policyParser) errorf(line int, format string, args ...any) {
 }
 
 func (ps *policyParser) parse(r io.Reader) {
-	cr := &countingReader{r: r}
-	br := bufio.NewReaderSize(cr, maxPolicyLine+3) // a longest line and its CRLF
-	for line := 1; ; line++ {
-		text, long, err := readLine(br)
-		if cr.n > maxPolicyBytes {
-			ps.errorf(line, "the file is larger than %d bytes", maxPolicyBytes)
-			return
-		}
-		switch {
-		case err != nil && !errors.Is(err, io.EOF):
-			ps.errorf(line, "read: %v", err)
-			return
-		case long:
-			ps.errorf(line, "line longer than %d bytes", maxPolicyLine)
-		default:
-			ps.line(line, text)
-		}
-		if err != nil {
-			return
-		}
-	}
+	linefile.Scan(r, maxPolicyLine, maxPolicyBytes, ps.line, func(n int, msg string) { ps.errorf(n, "%s", msg) })
 }
 
-// countingReader counts the bytes read through it.
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// readLine reads one line without its end (\n or \r\n). A line longer than
-// maxPolicyLine is consumed and reported as long. At the end of the input
-// it returns the last line, possibly empty, with io.EOF.
-func readLine(br *bufio.Reader) (text string, long bool, err error) {
-	b, err := br.ReadSlice('\n')
-	if errors.Is(err, bufio.ErrBufferFull) {
-		for errors.Is(err, bufio.ErrBufferFull) {
-			_, err = br.ReadSlice('\n')
-		}
-		return "", true, err
-	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-	return s, len(s) > maxPolicyLine, err
-}
-
-func isBlank(r rune) bool { return r == ' ' || r == '\t' }
-
-func (ps *policyParser) line(n int, text string) {
-	if !utf8.ValidString(text) {
-		ps.errorf(n, "not valid UTF-8")
-		return
-	}
-	for i, r := range text {
-		if r == '#' && (i == 0 || isBlank(rune(text[i-1]))) {
-			text = text[:i]
-			break
-		}
-	}
-	if strings.ContainsFunc(text, func(r rune) bool { return r < 0x20 && r != '\t' || r == 0x7f }) {
-		ps.errorf(n, "control character")
-		return
-	}
-	words := strings.FieldsFunc(text, isBlank)
-	if len(words) == 0 {
-		return
-	}
-	indented := isBlank(rune(text[0]))
+func (ps *policyParser) line(l linefile.Line) {
+	n, words, indented := l.N, l.Words, l.Indented
 	if !ps.versioned {
 		if indented || strings.Join(words, " ") != PolicyVersion {
 			ps.errorf(n, "the first directive must be %q", PolicyVersion)
