@@ -1,0 +1,103 @@
+package detect
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/custos-dev/custos/internal/event"
+)
+
+// keyStateParams are key_state's params and defaults.
+var keyStateParams = map[string]string{
+	// A retired key still verifies the tokens it signed until they
+	// expire; past this, a token naming it was not signed while it was
+	// active.
+	"retired_grace": "15m",
+	// Whether a token naming an imported key fires: its private half
+	// lived outside custos.
+	"imported": "true",
+}
+
+// keyStateRule fires when a token presented to the guard, or to the
+// issuer's endpoints, names a signing key it should not: one retired for
+// longer than any token it signed can live, or one imported from outside.
+// It learns each key's state from the key events in the log itself, so it
+// needs nothing but the log. (A revoked key is refused before its token's
+// claims are read; rule revoked_key_used catches those.)
+var keyStateRule = codeRule{
+	doc:    "a token naming a key retired longer than its tokens live, or imported",
+	params: keyStateParams,
+	check: func(params map[string]string) error {
+		return checkParams(params, keyStateParams, func(name, v string) error {
+			switch name {
+			case "retired_grace":
+				d, err := time.ParseDuration(v)
+				if err != nil || d < 0 {
+					return errors.New("want a duration")
+				}
+			case "imported":
+				if _, err := strconv.ParseBool(v); err != nil {
+					return errors.New("want true or false")
+				}
+			}
+			return nil
+		})
+	},
+	start: func(r *Rule) (evaluator, error) {
+		grace, err := time.ParseDuration(param(r, keyStateParams, "retired_grace"))
+		if err != nil {
+			return nil, err
+		}
+		imported, err := strconv.ParseBool(param(r, keyStateParams, "imported"))
+		if err != nil {
+			return nil, err
+		}
+		return &keyState{grace: grace, imported: imported, keys: map[string]keyInfo{}}, nil
+	},
+}
+
+type keyInfo struct {
+	imported  bool
+	retiredAt time.Time // zero unless retired
+}
+
+type keyState struct {
+	grace    time.Duration
+	imported bool
+	keys     map[string]keyInfo // by kid; signing keys are few
+}
+
+func (k *keyState) feed(e *event.Event) (string, bool) {
+	kid, _ := e.Fields["kid"].(string)
+	if kid == "" {
+		return "", false
+	}
+	if e.Class == event.ClassKey {
+		info := k.keys[kid]
+		if imp, ok := e.Fields["imported"].(bool); ok && imp {
+			info.imported = true
+		}
+		switch e.Type {
+		case "key_imported":
+			info.imported = true
+		case "key_retired":
+			info.retiredAt = e.Time
+		}
+		k.keys[kid] = info
+		return "", false
+	}
+	if e.Class != event.ClassAccess && e.Type != "forged_token" {
+		return "", false
+	}
+	info, ok := k.keys[kid]
+	switch {
+	case !ok:
+		return "", false
+	case k.imported && info.imported:
+		return kid, true
+	case !info.retiredAt.IsZero() && e.Time.After(info.retiredAt.Add(k.grace)):
+		return kid, true
+	}
+	return "", false
+}
