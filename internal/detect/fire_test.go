@@ -127,9 +127,9 @@ func TestRulesFire(t *testing.T) {
 		{"key_misuse", []event.Event{
 			ev(0, event.ClassKey, "key_imported", "kid", "kid-legacy", "imported", true),
 			ev(0, event.ClassKey, "key_retired", "kid", "kid-old"),
-			read(s, "acc_1", "acc_1", "198.51.100.1", "name"),                                                    // the active key
-			ev(2*s, event.ClassAccess, "data_read", "kid", "kid-old"),                                            // within the grace
-			ev(20*time.Minute, event.ClassAccess, "data_read", "kid", "kid-old"),                                 // past it
+			read(s, "acc_1", "acc_1", "198.51.100.1", "name"),                                                        // the active key
+			ev(2*s, event.ClassAccess, "data_read", "kid", "kid-old"),                                                // within the grace
+			ev(20*time.Minute, event.ClassAccess, "data_read", "kid", "kid-old"),                                     // past it
 			ev(21*time.Minute, event.ClassAccess, "access_monitored", "kid", "kid-legacy", "reason", "forged_token"), // imported
 		}, "....!!", "kid-old"},
 		{"token_shape", []event.Event{

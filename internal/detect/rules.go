@@ -526,7 +526,9 @@ func (p *rulesParser) finish() {
 		return
 	}
 	p.rule = nil
-	bad := func(format string, args ...any) { p.errorf(r.Line, "rule %s: "+format, append([]any{r.Name}, args...)...) }
+	bad := func(format string, args ...any) {
+		p.errorf(r.Line, "rule %s: "+format, append([]any{r.Name}, args...)...)
+	}
 	if r.Severity == "" {
 		bad("needs a severity")
 	}
