@@ -45,6 +45,12 @@ type Backend interface {
 	PendingEvents(ctx context.Context, limit int) ([]store.OutboxEvent, error)
 	FlushOutbox(ctx context.Context, limit int) (int, error)
 
+	DetectorState(ctx context.Context, name string) (store.DetectorState, error)
+	SaveDetection(ctx context.Context, d store.Detection) error
+	Alert(ctx context.Context, id string) (store.Alert, error)
+	Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, error)
+	AckAlert(ctx context.Context, a store.Alert, ev []byte) error
+
 	CreateAccount(ctx context.Context, a store.Account) error
 	Account(ctx context.Context, id string) (store.Account, error)
 	AccountByLoginID(ctx context.Context, loginID string) (store.Account, error)

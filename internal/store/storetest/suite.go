@@ -34,6 +34,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"NoteKeys", testNoteKeys},
 		{"Witness", testWitness},
 		{"Holds", testHolds},
+		{"Detection", testDetection},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {

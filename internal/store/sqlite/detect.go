@@ -1,0 +1,149 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// DetectorState returns the named detector's state: store.ErrNotFound
+// before its first SaveDetection.
+func (s *Store) DetectorState(ctx context.Context, name string) (store.DetectorState, error) {
+	st := store.DetectorState{Name: name}
+	var next, warm, updated int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT next_index, warm_index, rules_sha256, updated_at FROM detector_state WHERE name = ?`, name).
+		Scan(&next, &warm, &st.RulesDigest, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("detector %q: %w", name, store.ErrNotFound)
+	}
+	st.Next, st.Warm, st.UpdatedAt = uint64(next), uint64(warm), tm(updated)
+	return st, err
+}
+
+// SaveDetection stores a detector's batch in one transaction. It fails
+// with store.ErrConflict, changing nothing, if the stored state is not at
+// d.PrevNext (another detector moved it), if a grown alert is no longer
+// open (an operator acknowledged it), or if a created alert's rule and
+// group already have an open alert.
+func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		st := d.State
+		res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = ?, warm_index = ?, rules_sha256 = ?, updated_at = ?
+			WHERE name = ? AND next_index = ?`, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt), st.Name, int64(d.PrevNext))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			if d.PrevNext != 0 {
+				return fmt.Errorf("detector %q is not at %d: %w", st.Name, d.PrevNext, store.ErrConflict)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, warm_index, rules_sha256, updated_at) VALUES (?, ?, ?, ?, ?)`,
+				st.Name, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt))
+			if isUnique(err) {
+				return fmt.Errorf("detector %q is not at %d: %w", st.Name, d.PrevNext, store.ErrConflict)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, a := range d.Created {
+			_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule, severity, title, group_key, state, count,
+				first_index, last_index, first_at, last_at, raised_at, updated_at) VALUES (?, ?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)`,
+				a.ID, a.Rule, a.Severity, a.Title, a.Group, a.Count, int64(a.FirstIndex), int64(a.LastIndex),
+				ts(a.FirstAt), ts(a.LastAt), ts(a.RaisedAt), ts(a.UpdatedAt))
+			if isUnique(err) {
+				return fmt.Errorf("alert %s (rule %s, group %q): %w", a.ID, a.Rule, a.Group, store.ErrConflict)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		for _, a := range d.Grown {
+			res, err := tx.ExecContext(ctx, `UPDATE alerts SET count = ?, last_index = ?, last_at = ?, updated_at = ?
+				WHERE id = ? AND state = 'open'`, a.Count, int64(a.LastIndex), ts(a.LastAt), ts(a.UpdatedAt), a.ID)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("alert %s is no longer open: %w", a.ID, store.ErrConflict)
+			}
+		}
+		return s.appendEvents(ctx, tx, d.Events)
+	})
+}
+
+const alertCols = `id, rule, severity, title, group_key, state, count, first_index, last_index, first_at, last_at,
+	raised_at, updated_at, acked_by, acked_at, ack_note`
+
+func scanAlert(sc scanner) (store.Alert, error) {
+	var a store.Alert
+	var state string
+	var first, last, firstAt, lastAt, raised, updated, acked int64
+	err := sc.Scan(&a.ID, &a.Rule, &a.Severity, &a.Title, &a.Group, &state, &a.Count, &first, &last, &firstAt, &lastAt,
+		&raised, &updated, &a.AckedBy, &acked, &a.AckNote)
+	a.State = store.AlertState(state)
+	a.FirstIndex, a.LastIndex = uint64(first), uint64(last)
+	a.FirstAt, a.LastAt, a.RaisedAt, a.UpdatedAt, a.AckedAt = tm(firstAt), tm(lastAt), tm(raised), tm(updated), tm(acked)
+	return a, err
+}
+
+// Alert returns the alert with the given id.
+func (s *Store) Alert(ctx context.Context, id string) (store.Alert, error) {
+	a, err := scanAlert(s.rdb.QueryRowContext(ctx, `SELECT `+alertCols+` FROM alerts WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, fmt.Errorf("alert %q: %w", id, store.ErrNotFound)
+	}
+	return a, err
+}
+
+// Alerts returns the alerts f selects, the most recently raised first.
+func (s *Store) Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, error) {
+	q := `SELECT ` + alertCols + ` FROM alerts WHERE (? = '' OR state = ?) AND (? = '' OR rule = ?) ORDER BY raised_at DESC, id`
+	args := []any{string(f.State), string(f.State), f.Rule, f.Rule}
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Alert
+	for rows.Next() {
+		a, err := scanAlert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// AckAlert marks an open alert acknowledged and appends ev (its audit
+// event, encoded) in the same transaction. store.ErrNotFound for no such
+// alert; store.ErrConflict if it is not open.
+func (s *Store) AckAlert(ctx context.Context, a store.Alert, ev []byte) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE alerts SET state = 'acked', acked_by = ?, acked_at = ?, ack_note = ?
+			WHERE id = ? AND state = 'open'`, a.AckedBy, ts(a.AckedAt), a.AckNote, a.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var state string
+			err := tx.QueryRowContext(ctx, `SELECT state FROM alerts WHERE id = ?`, a.ID).Scan(&state)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("alert %q: %w", a.ID, store.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("alert %q is %s, not open: %w", a.ID, state, store.ErrConflict)
+		}
+		return s.appendEvents(ctx, tx, [][]byte{ev})
+	})
+}

@@ -1,0 +1,99 @@
+package storetest
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos/internal/store"
+)
+
+// testDetection checks a detector's state (compare-and-swap on its
+// position), its alerts (one open per rule and group, grown only while
+// open), acknowledgement, and the audit events stored with each.
+func testDetection(t *testing.T, b Backend) {
+	ctx := t.Context()
+	_, err := b.InitLog(ctx, "example.com/log")
+	must(t, err)
+	_, err = b.DetectorState(ctx, "default")
+	mustErr(t, err, store.ErrNotFound)
+
+	alert := store.Alert{ID: "forged_token-7", Rule: "forged_token", Severity: "critical", Title: "forged", Group: "kid-1",
+		Count: 1, FirstIndex: 7, LastIndex: 7, FirstAt: t0, LastAt: t0, RaisedAt: t0.Add(time.Second), UpdatedAt: t0.Add(time.Second)}
+	st := store.DetectorState{Name: "default", Next: 10, Warm: 2, RulesDigest: "abc", UpdatedAt: t0}
+	must(t, b.SaveDetection(ctx, store.Detection{State: st, Created: []store.Alert{alert}, Events: [][]byte{[]byte(`{"alert":1}`)}}))
+	got, err := b.DetectorState(ctx, "default")
+	must(t, err)
+	if !reflect.DeepEqual(got, st) {
+		t.Fatalf("state %+v, want %+v", got, st)
+	}
+	ls, err := b.LogState(ctx)
+	must(t, err)
+	if ls.Sequenced != 1 {
+		t.Fatalf("log holds %d entries after a detection with one event, want 1", ls.Sequenced)
+	}
+	a, err := b.Alert(ctx, alert.ID)
+	must(t, err)
+	alert.State = store.AlertOpen
+	if !reflect.DeepEqual(a, alert) {
+		t.Fatalf("alert %+v, want %+v", a, alert)
+	}
+
+	// Another detector's position: refused whole.
+	stale := store.Detection{State: store.DetectorState{Name: "default", Next: 20, UpdatedAt: t0}, PrevNext: 5,
+		Created: []store.Alert{{ID: "x-1", Rule: "x", Group: "", FirstAt: t0}}, Events: [][]byte{[]byte("e")}}
+	mustErr(t, b.SaveDetection(ctx, stale), store.ErrConflict)
+	stale.PrevNext = 0 // a second first save
+	mustErr(t, b.SaveDetection(ctx, stale), store.ErrConflict)
+	if _, err := b.Alert(ctx, "x-1"); err == nil {
+		t.Fatal("a refused detection created its alert")
+	}
+
+	// A second open alert for the same rule and group is refused.
+	dup := alert
+	dup.ID = "forged_token-9"
+	st.Next, st.Warm = 12, 3
+	mustErr(t, b.SaveDetection(ctx, store.Detection{State: st, PrevNext: 10, Created: []store.Alert{dup}}), store.ErrConflict)
+
+	// Growing.
+	grown := alert
+	grown.Count, grown.LastIndex, grown.LastAt, grown.UpdatedAt = 3, 11, t0.Add(time.Minute), t0.Add(time.Minute)
+	must(t, b.SaveDetection(ctx, store.Detection{State: st, PrevNext: 10, Grown: []store.Alert{grown}}))
+	a, err = b.Alert(ctx, alert.ID)
+	must(t, err)
+	if a.Count != 3 || a.LastIndex != 11 || !a.LastAt.Equal(grown.LastAt) || a.FirstIndex != 7 {
+		t.Fatalf("grown alert %+v", a)
+	}
+
+	// Acknowledged: it grows no more, and the pattern may open another.
+	ack := a
+	ack.AckedBy, ack.AckNote, ack.AckedAt = "op_kim", "key rotated", t0.Add(time.Hour)
+	must(t, b.AckAlert(ctx, ack, []byte(`{"ack":1}`)))
+	mustErr(t, b.AckAlert(ctx, ack, []byte(`{"ack":2}`)), store.ErrConflict)
+	mustErr(t, b.AckAlert(ctx, store.Alert{ID: "nope"}, []byte(`{"ack":3}`)), store.ErrNotFound)
+	a, err = b.Alert(ctx, alert.ID)
+	must(t, err)
+	if a.State != store.AlertAcked || a.AckedBy != "op_kim" || a.AckNote != "key rotated" || !a.AckedAt.Equal(ack.AckedAt) {
+		t.Fatalf("acknowledged alert %+v", a)
+	}
+	grown.Count = 4
+	st.Next = 14
+	mustErr(t, b.SaveDetection(ctx, store.Detection{State: st, PrevNext: 12, Grown: []store.Alert{grown}}), store.ErrConflict)
+	dup.FirstAt, dup.RaisedAt = t0.Add(2*time.Hour), t0.Add(2*time.Hour)
+	must(t, b.SaveDetection(ctx, store.Detection{State: st, PrevNext: 12, Created: []store.Alert{dup}}))
+
+	open, err := b.Alerts(ctx, store.AlertFilter{State: store.AlertOpen})
+	must(t, err)
+	all, err := b.Alerts(ctx, store.AlertFilter{})
+	must(t, err)
+	one, err := b.Alerts(ctx, store.AlertFilter{Rule: "forged_token", Limit: 1})
+	must(t, err)
+	if len(open) != 1 || open[0].ID != dup.ID || len(all) != 2 || all[0].ID != dup.ID || len(one) != 1 {
+		t.Fatalf("alerts: open %d, all %d, limited %d", len(open), len(all), len(one))
+	}
+	ls, err = b.LogState(ctx)
+	must(t, err)
+	if ls.Sequenced != 2 {
+		t.Fatalf("log holds %d entries, want 2 (the first detection's event and the acknowledgement)", ls.Sequenced)
+	}
+}
