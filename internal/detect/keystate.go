@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/store"
 )
 
 // keyStateParams are key_state's params and defaults.
@@ -66,6 +67,13 @@ type keyState struct {
 	grace    time.Duration
 	imported bool
 	keys     map[string]keyInfo // by kid; signing keys are few
+}
+
+// seed learns the keys the store holds.
+func (k *keyState) seed(keys []store.Key) {
+	for _, key := range keys {
+		k.keys[key.ID] = keyInfo{imported: key.Imported, retiredAt: key.RetiredAt}
+	}
 }
 
 func (k *keyState) feed(e *event.Event) (string, bool) {

@@ -83,14 +83,6 @@ type Rule struct {
 	Params map[string]string
 }
 
-// groupKeys are the keys an alert of r is grouped by.
-func (r *Rule) groupKeys() []Key {
-	if r.Window > 0 {
-		return r.By
-	}
-	return r.Group
-}
-
 // Distinct is a distinct-values threshold.
 type Distinct struct {
 	Key Key

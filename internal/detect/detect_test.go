@@ -1,0 +1,283 @@
+package detect_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/custos-dev/custos/auditlog"
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/detect"
+	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/store"
+	"github.com/custos-dev/custos/internal/store/sqlite"
+	"github.com/custos-dev/custos/internal/tlog"
+)
+
+const origin = "example.com/detect-test"
+
+type env struct {
+	st *sqlite.Store
+	tl *tlog.Log
+	al *audit.Log
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	vkey, err := note.NewEd25519VerifierKey(origin, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auditlog.NewNoteSigner(origin, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sqlite.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := tlog.Open(t.Context(), st, tlog.Config{Origin: origin, Key: signer, Verifier: verifier})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tl.Close(); st.Close() })
+	return &env{st: st, tl: tl, al: audit.New(tl, st, nil)}
+}
+
+func (e *env) detector(t *testing.T, onAlert func(store.Alert)) *detect.Detector {
+	t.Helper()
+	d, err := detect.New(t.Context(), detect.Config{Rules: detect.DefaultRules(), Store: e.st, Encode: e.al.Encode, OnAlert: onAlert, Batch: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// drain steps d until it has read the whole log.
+func drain(t *testing.T, d *detect.Detector) {
+	t.Helper()
+	for {
+		n, err := d.Step(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+func (e *env) emit(t *testing.T, evs ...event.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		if err := e.al.Emit(t.Context(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func forged(i int, kid string) event.Event {
+	return event.Event{Class: event.ClassAccess, Type: "access_monitored", Actor: fmt.Sprintf("acc_%d", i), Subject: fmt.Sprintf("acc_%d", i),
+		Client: "shop-app", IP: fmt.Sprintf("203.0.113.%d", i%4),
+		Fields: map[string]any{"reason": "forged_token", "kid": kid, "status": int64(200), "route": "GET /me/profile", "data": "name", "user_agent": "curl/8"}}
+}
+
+func alerts(t *testing.T, st *sqlite.Store) map[string]store.Alert {
+	t.Helper()
+	as, err := st.Alerts(t.Context(), store.AlertFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]store.Alert{}
+	for _, a := range as {
+		if _, dup := out[a.Rule+" "+a.Group]; dup && a.State == store.AlertOpen {
+			t.Fatalf("two open alerts for %s %q", a.Rule, a.Group)
+		}
+		out[a.Rule+" "+a.Group] = a
+	}
+	return out
+}
+
+// A forged-token attack raises one critical alert that grows with every
+// forged request, and one for the fingerprint reading many customers;
+// each raised alert is in the log, and OnAlert hears of it once.
+func TestDetectorRaisesAndGroups(t *testing.T) {
+	e := newEnv(t)
+	var heard []string
+	d := e.detector(t, func(a store.Alert) { heard = append(heard, a.ID) })
+	for i := range 100 {
+		e.emit(t, forged(i, "kid-legacy"))
+	}
+	drain(t, d)
+	got := alerts(t, e.st)
+	f, ok := got["forged_token kid-legacy"]
+	if !ok || f.Count != 100 || f.Severity != "critical" || f.State != store.AlertOpen {
+		t.Fatalf("forged_token alert %+v (all: %v)", f, got)
+	}
+	if fp, ok := got["many_customers_one_fingerprint 203.0.113.0 shop-app curl/8"]; !ok || fp.Count != 6 {
+		// 25 requests from each of 4 IPs: the 20th to 25th of each fire.
+		t.Fatalf("fingerprint alert %+v", fp)
+	}
+	if len(heard) != len(got) {
+		t.Fatalf("OnAlert heard %d alerts, %d stored", len(heard), len(got))
+	}
+	var raised []string
+	err := e.al.Query(t.Context(), audit.Filter{Types: []string{detect.EventAlertRaised}}, func(r audit.Record) error {
+		raised = append(raised, r.Event.Fields["alert_id"].(string))
+		return nil
+	})
+	if err != nil || len(raised) != len(got) {
+		t.Fatalf("%d alert_raised events for %d alerts: %v", len(raised), len(got), err)
+	}
+	// More of the same grows the same alerts; the detector does not read
+	// its own events as signals.
+	e.emit(t, forged(100, "kid-legacy"))
+	drain(t, d)
+	if a := alerts(t, e.st)["forged_token kid-legacy"]; a.Count != 101 || len(alerts(t, e.st)) != len(got) {
+		t.Fatalf("after one more: %+v", a)
+	}
+}
+
+// Restarting the detector mid-stream, at every point, raises exactly the
+// alerts, with exactly the counts, that one detector reading everything
+// raises.
+func TestRestartLosesAndRepeatsNothing(t *testing.T) {
+	events := attackStream()
+	want := func() map[string]store.Alert {
+		e := newEnv(t)
+		e.emit(t, events...)
+		drain(t, e.detector(t, nil))
+		return alerts(t, e.st)
+	}()
+	if len(want) < 3 {
+		t.Fatalf("the stream raises only %d alerts", len(want))
+	}
+	e := newEnv(t)
+	var mu sync.Mutex
+	heard := map[string]int{}
+	onAlert := func(a store.Alert) { mu.Lock(); heard[a.ID]++; mu.Unlock() }
+	d := e.detector(t, onAlert)
+	for i, ev := range events {
+		e.emit(t, ev)
+		if i%37 == 0 {
+			drain(t, d)
+			d = e.detector(t, onAlert) // a restart
+		}
+	}
+	drain(t, d)
+	got := alerts(t, e.st)
+	if len(got) != len(want) {
+		t.Fatalf("%d alerts after restarts, %d without", len(got), len(want))
+	}
+	for k, w := range want {
+		g := got[k]
+		if g.Count != w.Count || g.FirstAt != w.FirstAt || g.LastAt != w.LastAt {
+			t.Errorf("%s: count %d first %v last %v after restarts; %d %v %v without", k, g.Count, g.FirstAt, g.LastAt, w.Count, w.FirstAt, w.LastAt)
+		}
+		if heard[g.ID] != 1 {
+			t.Errorf("OnAlert heard %s %d times", g.ID, heard[g.ID])
+		}
+	}
+}
+
+// attackStream is ordinary sign-ins and reads with a password spray and a
+// forged-token attack in them; events carry their own times, a second
+// apart, so the windows are the same however the stream is read.
+func attackStream() []event.Event {
+	t0 := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	var out []event.Event
+	for i := range 400 {
+		at := t0.Add(time.Duration(i) * time.Second)
+		acc, ip := fmt.Sprintf("acc_%d", i%50), fmt.Sprintf("198.51.100.%d", i%50)
+		var ev event.Event
+		switch {
+		case i%10 == 3 && i > 100 && i < 300:
+			ev = forged(i, "kid-legacy")
+		case i%10 == 7 && i > 150:
+			ev = event.Event{Class: event.ClassAuthn, Type: "login_failed", IP: "203.0.113.77",
+				Fields: map[string]any{"reason": "unknown_account", "login_id_hash": fmt.Sprintf("h%03d", i)}}
+		default:
+			ev = event.Event{Class: event.ClassAccess, Type: "data_read", Actor: acc, Subject: acc, Client: "shop-app", IP: ip,
+				Fields: map[string]any{"status": int64(200), "route": "GET /me/profile", "data": "name", "kid": "kid-active"}}
+		}
+		ev.Time = at
+		out = append(out, ev)
+	}
+	return out
+}
+
+// An acknowledged alert grows no more; the pattern going on opens another.
+func TestAcknowledgedAlertStaysClosed(t *testing.T) {
+	e := newEnv(t)
+	d := e.detector(t, nil)
+	e.emit(t, forged(1, "kid-legacy"))
+	drain(t, d)
+	a := alerts(t, e.st)["forged_token kid-legacy"]
+	a.AckedBy, a.AckNote, a.AckedAt = "op_kim", "investigating", time.Now()
+	ack, err := e.al.Encode(event.Event{Class: event.ClassAlert, Type: detect.EventAlertAcknowledged, Actor: "op_kim", Fields: map[string]any{"alert_id": a.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.AckAlert(t.Context(), a, ack); err != nil {
+		t.Fatal(err)
+	}
+	e.emit(t, forged(2, "kid-legacy"))
+	drain(t, d) // d still thinks a is open: the store says otherwise
+	as, err := e.st.Alerts(t.Context(), store.AlertFilter{Rule: "forged_token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 2 || as[1].ID != a.ID || as[1].Count != 1 || as[1].State != store.AlertAcked || as[0].State != store.AlertOpen || as[0].Count != 1 {
+		t.Fatalf("alerts after acknowledging: %+v", as)
+	}
+}
+
+// The detector keeps up while appends go on beside it, and a rule can be
+// given as a file.
+func TestCustomRulesWhileAppending(t *testing.T) {
+	rules, err := detect.ParseRules("mine.rules", strings.NewReader(`custos-rules v1
+rule staff_reads_entrance_codes
+    title Staff read an entrance code
+    severity low
+    reference our own policy
+    match type=data_read data~entrance_code purpose?
+    group actor
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	d, err := detect.New(t.Context(), detect.Config{Rules: rules, Store: e.st, Encode: e.al.Encode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	for i := range 50 {
+		e.emit(t, event.Event{Class: event.ClassAccess, Type: "data_read", Actor: "op_park", Subject: fmt.Sprintf("acc_%d", i),
+			Fields: map[string]any{"data": "address entrance_code", "purpose": "support"}})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alerts(t, e.st)["staff_reads_entrance_codes op_park"].Count != 50 {
+		if time.Now().After(deadline) {
+			t.Fatalf("alert after 10 s: %+v", alerts(t, e.st))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+}
