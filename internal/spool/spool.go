@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/custos-dev/custos/internal/flock"
 )
 
 // Log is where spooled events go.
@@ -108,9 +110,10 @@ func Open(dir string, maxBytes int64) (*Spool, Status, error) {
 		// The events name customers and their readers.
 		return nil, Status{}, fmt.Errorf("spool: %s is open to other users (mode %#o): chmod 700 it", dir, perm)
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := flock.Lock(filepath.Join(dir, "lock"))
 	if err != nil {
-		return nil, Status{}, err
+		// Two processes appending to one spool would interleave.
+		return nil, Status{}, fmt.Errorf("spool: %s is in use by another process: %w", dir, err)
 	}
 	s := &Spool{dir: dir, max: maxBytes, unlock: unlock}
 	st, err := s.load()
