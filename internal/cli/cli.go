@@ -57,6 +57,7 @@ Usage:
   custos accounts add|disable|list
   custos token inspect [TOKEN]
   custos audit verify|prove|check-proof|query|hold|retention|prune
+  custos alerts list|show|ack|rules
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
   custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
@@ -94,6 +95,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return witnessCmd(ctx, rest, stdio)
 	case "guard":
 		return guardCmd(ctx, rest, stdio)
+	case "alerts":
+		return alertsCmd(ctx, rest, stdio)
 	case "demo-shop":
 		return demoShopCmd(ctx, rest, stdio)
 	case "version":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/demo"
+	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/node"
 )
@@ -28,8 +29,16 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	fs.Var(&witnesses, "witness", "a witness to send audit-log checkpoints to, as URL=VKEY (repeatable)")
 	var gf guardFlags
 	gf.register(fs, "serve", "guard-")
+	rulesFile := fs.String("rules", "", "detection rules file (default: the built-in rules; see custos alerts rules)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	rules := detect.DefaultRules()
+	if *rulesFile != "" {
+		var err error
+		if rules, err = loadRules(*rulesFile); err != nil {
+			return err
+		}
 	}
 	var (
 		up     *url.URL
@@ -73,6 +82,7 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	for _, w := range witnesses.remotes {
 		fmt.Fprintf(stdio.Stdout, "  witness        %s\n", witnessURL(w.URL))
 	}
+	fmt.Fprintf(stdio.Stdout, "  detection      %d rules; custos alerts list\n", len(rules.Rules))
 	fmt.Fprintf(stdio.Stdout, "  sign-in        %s%s\n\n", base, issuer.PathAuthorize)
 	if *demo {
 		if err := seedDemo(ctx, n, stdio); err != nil {
@@ -84,9 +94,12 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		fmt.Fprintln(stdio.Stdout, "  echo 'a long password' | custos accounts add --login you@example.com --name 'Your Name'")
 		fmt.Fprintln(stdio.Stdout, "or run `custos serve --demo` for a ready-made demo.")
 	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.Detect(ctx, rules) })
 	if policy == nil {
 		log.Info("serving", "issuer", base, "addr", ln.Addr().String())
-		return n.Serve(ctx, ln)
+		g.Go(func() error { return n.Serve(ctx, ln) })
+		return g.Wait()
 	}
 	gln, err := net.Listen("tcp", *gf.listen)
 	if err != nil {
@@ -106,7 +119,6 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	}
 	gf.describe(stdio.Stdout, gln, up, policy, base)
 	log.Info("serving", "issuer", base, "addr", ln.Addr().String(), "guard", gln.Addr().String())
-	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return n.Serve(ctx, ln) })
 	g.Go(func() error { return node.ServeHTTP(ctx, gln, h, log) })
 	if sp != nil {

@@ -230,6 +230,10 @@ var ErrRules = errors.New("invalid detection rules")
 //go:embed default.rules
 var defaultRules string
 
+// DefaultRulesText returns the built-in rules file, to start one's own
+// from.
+func DefaultRulesText() string { return defaultRules }
+
 // DefaultRules returns the built-in rules (docs/detection.md).
 func DefaultRules() *Rules {
 	rs, err := ParseRules("default.rules", strings.NewReader(defaultRules))

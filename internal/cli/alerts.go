@@ -1,0 +1,251 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/detect"
+	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/store"
+)
+
+func alertsCmd(ctx context.Context, args []string, stdio IO) error {
+	return subcommand(ctx, "alerts", args, stdio, map[string]func(context.Context, []string, IO) error{
+		"list": alertsList, "show": alertsShow, "ack": alertsAck, "rules": alertsRules,
+	})
+}
+
+// alertJSON is an alert as the command line prints it.
+type alertJSON struct {
+	ID         string    `json:"id"`
+	Rule       string    `json:"rule"`
+	Severity   string    `json:"severity"`
+	Title      string    `json:"title"`
+	Group      string    `json:"group"`
+	State      string    `json:"state"`
+	Count      int64     `json:"count"`
+	FirstIndex uint64    `json:"first_index"`
+	LastIndex  uint64    `json:"last_index"`
+	FirstAt    time.Time `json:"first_at"`
+	LastAt     time.Time `json:"last_at"`
+	RaisedAt   time.Time `json:"raised_at"`
+	AckedBy    string    `json:"acked_by,omitempty"`
+	AckedAt    time.Time `json:"acked_at,omitzero"`
+	AckNote    string    `json:"ack_note,omitempty"`
+}
+
+func toAlertJSON(a store.Alert) alertJSON {
+	return alertJSON{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Title: a.Title, Group: a.Group, State: string(a.State),
+		Count: a.Count, FirstIndex: a.FirstIndex, LastIndex: a.LastIndex, FirstAt: a.FirstAt, LastAt: a.LastAt,
+		RaisedAt: a.RaisedAt, AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckNote: a.AckNote}
+}
+
+func alertsList(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts list", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	state := fs.String("state", "open", "open, acked or all")
+	rule := fs.String("rule", "", "only this rule's alerts")
+	limit := fs.Int("limit", 100, "at most this many, the most recently raised first")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	f := store.AlertFilter{Rule: *rule, Limit: *limit}
+	switch *state {
+	case "open", "acked":
+		f.State = store.AlertState(*state)
+	case "all":
+	default:
+		return usagef("custos alerts list: --state: want open, acked or all, got %q", *state)
+	}
+	if fs.NArg() != 0 || *limit < 1 {
+		return usagef("custos alerts list: takes no arguments, and --limit must be positive")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	list, err := n.Store.Alerts(ctx, f)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		out := make([]alertJSON, 0, len(list))
+		for _, a := range list {
+			out = append(out, toAlertJSON(a))
+		}
+		return writeJSONOut(stdio.Stdout, out)
+	}
+	if len(list) == 0 {
+		fmt.Fprintf(stdio.Stdout, "no %s alerts\n", *state)
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdio.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSEVERITY\tSTATE\tCOUNT\tRAISED\tLAST\tGROUP\tTITLE")
+	for _, a := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.ID, a.Severity, a.State, a.Count,
+			fmtTime(a.RaisedAt), fmtTime(a.LastAt), orDash(a.Group), a.Title)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func alertsShow(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts show", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("custos alerts show: give exactly one alert id")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	a, err := n.Store.Alert(ctx, fs.Arg(0))
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no alert %q", fs.Arg(0))
+	}
+	if err != nil {
+		return err
+	}
+	// The events that raised it and that last grew it, from the log.
+	var evidence []audit.Record
+	for _, idx := range []uint64{a.FirstIndex, a.LastIndex} {
+		if len(evidence) > 0 && idx == evidence[0].Index {
+			break
+		}
+		err := n.Audit.Query(ctx, audit.Filter{After: idx}, func(r audit.Record) error {
+			if r.Index == idx { // else retention pruned it
+				evidence = append(evidence, r)
+			}
+			return audit.ErrStop
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		type evJSON struct {
+			Index uint64          `json:"index"`
+			Event json.RawMessage `json:"event"`
+		}
+		out := struct {
+			alertJSON
+			Events []evJSON `json:"events"`
+		}{alertJSON: toAlertJSON(a)}
+		for _, r := range evidence {
+			b, err := event.Marshal(r.Event)
+			if err != nil {
+				return err
+			}
+			out.Events = append(out.Events, evJSON{Index: r.Index, Event: b})
+		}
+		return writeJSONOut(stdio.Stdout, out)
+	}
+	w := stdio.Stdout
+	fmt.Fprintf(w, "alert     %s\nrule      %s (%s)\ntitle     %s\ngroup     %s\nstate     %s\n", a.ID, a.Rule, a.Severity, a.Title, orDash(a.Group), a.State)
+	fmt.Fprintf(w, "count     %d events, log entries %d to %d\nfirst     %s\nlast      %s\nraised    %s\n",
+		a.Count, a.FirstIndex, a.LastIndex, fmtTime(a.FirstAt), fmtTime(a.LastAt), fmtTime(a.RaisedAt))
+	if a.State == store.AlertAcked {
+		fmt.Fprintf(w, "acked     %s by %s: %s\n", fmtTime(a.AckedAt), a.AckedBy, a.AckNote)
+	}
+	for i, r := range evidence {
+		label := "first event"
+		if i > 0 {
+			label = "last event"
+		}
+		b, err := event.Marshal(r.Event)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s (entry %d):\n  %s\n", label, r.Index, b)
+	}
+	fmt.Fprintf(w, "prove it: custos audit prove %d\n", a.FirstIndex)
+	return nil
+}
+
+func alertsAck(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts ack", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	note := fs.String("note", "", "what was done about it (required; recorded in the audit log)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("custos alerts ack: give exactly one alert id")
+	}
+	if *note == "" {
+		return usagef("custos alerts ack: --note is required: say what was done")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	a, err := n.AckAlert(ctx, fs.Arg(0), actor(), *note)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no alert %q", fs.Arg(0))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdio.Stdout, "acknowledged %s (%s, %d events); its pattern's next event opens a new alert\n", a.ID, a.Rule, a.Count)
+	return nil
+}
+
+// alertsRules prints the built-in rules, or checks a rules file.
+func alertsRules(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts rules", stdio)
+	check := fs.String("check", "", "check this rules file and list its rules, instead of printing the built-in ones")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("custos alerts rules: takes no arguments")
+	}
+	if *check == "" {
+		_, err := io.WriteString(stdio.Stdout, detect.DefaultRulesText())
+		return err
+	}
+	rules, err := loadRules(*check)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdio.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "%s: %d rules, sha256 %s\n", *check, len(rules.Rules), rules.Digest)
+	for _, r := range rules.Rules {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", r.Name, r.Severity, r.Title)
+	}
+	return tw.Flush()
+}
+
+// loadRules reads a rules file.
+func loadRules(path string) (*detect.Rules, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("detection rules: %w", err)
+	}
+	defer f.Close()
+	return detect.ParseRules(path, f)
+}
