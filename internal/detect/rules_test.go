@@ -2,6 +2,7 @@ package detect
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -121,4 +122,31 @@ func FuzzParseRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+// docs/detection.md lists every built-in rule with its severity.
+func TestDefaultRulesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/detection.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for line := range strings.SplitSeq(string(doc), "\n") {
+		if cells := strings.Split(line, "|"); len(cells) > 3 && strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
+			rows[strings.Trim(strings.TrimSpace(cells[1]), "`")] = strings.TrimSpace(cells[2])
+		}
+	}
+	for _, r := range DefaultRules().Rules {
+		sev, ok := rows[r.Name]
+		switch {
+		case !ok:
+			t.Errorf("rule %s is not in docs/detection.md", r.Name)
+		case sev != string(r.Severity):
+			t.Errorf("docs/detection.md gives rule %s severity %q; the rules say %s", r.Name, sev, r.Severity)
+		}
+		delete(rows, r.Name)
+	}
+	for name := range rows {
+		t.Errorf("docs/detection.md lists rule %s, which is not built in", name)
+	}
 }
