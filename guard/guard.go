@@ -96,8 +96,11 @@ type Access struct {
 	Route  string
 	Method string
 	Path   string
-	// From the token, when it verified.
+	// From the token, when it verified (or, for a forged or revoked
+	// token, as it claims).
 	JTI, Subject, ClientID, KeyID string
+	// SessionID is the token's sid: the sign-in it came from.
+	SessionID string
 	// DataSubject is whose data the route returns.
 	DataSubject string
 	Data        []Category
@@ -488,7 +491,7 @@ func declaredPurpose(r *http.Request) (purpose, code string, ok bool) {
 // identify fills a with what c says: the token's identity, and for a
 // route whose subject is the token's, the data subject.
 func identify(a *Access, rt *Route, c *verify.Claims) {
-	a.JTI, a.Subject, a.ClientID, a.KeyID = c.JTI, c.Subject, c.ClientID, c.KeyID
+	a.JTI, a.Subject, a.ClientID, a.KeyID, a.SessionID = c.JTI, c.Subject, c.ClientID, c.KeyID, c.SessionID
 	if rt.SubjectParam == "" {
 		a.DataSubject = c.Subject
 	}

@@ -257,7 +257,7 @@ func TestGuardRecordsTokenAndRequest(t *testing.T) {
 	want := guard.Access{
 		Outcome: guard.Forwarded, Mode: guard.Enforce, Route: "GET /customers/{id}/addresses", Method: "GET",
 		Path: "/customers/acc_lee/addresses", JTI: "jti-op_park-console", Subject: "op_park", ClientID: "console",
-		KeyID: "kid-1", DataSubject: "acc_lee", Data: []guard.Category{"address", "entrance_code"},
+		KeyID: "kid-1", SessionID: "sid-op_park", DataSubject: "acc_lee", Data: []guard.Category{"address", "entrance_code"},
 		Purpose: "support: ticket 4411", Status: 200, ClientIP: "127.0.0.1", UserAgent: "Go-http-client/1.1",
 	}
 	a.Time, a.Size = time.Time{}, 0

@@ -65,6 +65,7 @@ func AccessEvent(a guard.Access) event.Event {
 	put("reason", string(a.Reason))
 	put("jti", a.JTI)
 	put("kid", a.KeyID)
+	put("sid", a.SessionID)
 	put("purpose", a.Purpose)
 	put("user_agent", a.UserAgent)
 	if len(a.Data) > 0 {
