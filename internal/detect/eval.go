@@ -168,8 +168,14 @@ type codeRule struct {
 	start  func(r *Rule) (evaluator, error)
 }
 
-var codeRules = map[string]codeRule{
-	"key_state": keyStateRule,
+var codeRules map[string]codeRule
+
+func init() {
+	codeRules = map[string]codeRule{
+		"key_state":      keyStateRule,
+		"session_origin": sessionOriginRule,
+		"read_baseline":  readBaselineRule,
+	}
 }
 
 func codeRuleNames() []string {

@@ -132,6 +132,26 @@ func TestRulesFire(t *testing.T) {
 			ev(20*time.Minute, event.ClassAccess, "data_read", "kid", "kid-old"),                                     // past it
 			ev(21*time.Minute, event.ClassAccess, "access_monitored", "kid", "kid-legacy", "reason", "forged_token"), // imported
 		}, "....!!", "kid-old"},
+		{"session_without_sign_in", []event.Event{
+			ev(0, event.ClassAuthn, "session_started", "sid", "sid-real"),
+			ev(s, event.ClassAccess, "access_monitored", "reason", "forged_token", "sid", "sid-real", "client", "shop-app"),        // a real session
+			ev(2*s, event.ClassAccess, "access_monitored", "reason", "forged_token", "sid", "sid-made-up", "client", "shop-app"),   // a made-up one
+			ev(3*s, event.ClassAccess, "access_monitored", "reason", "subject_mismatch", "sid", "sid-other", "client", "shop-app"), // verified
+			ev(4*s, event.ClassAccess, "data_read", "sid", "sid-other", "client", "shop-app"),                                      // verified
+		}, "..!..", "shop-app"},
+		{"reads_above_baseline", func() []event.Event {
+			var out []event.Event
+			// A week of 5 reads an hour, then 300 in one hour.
+			for h := range 7 * 24 {
+				for i := range 5 {
+					out = append(out, read(time.Duration(h)*time.Hour+time.Duration(i)*time.Minute, "acc_1", "acc_1", "198.51.100.1", "name"))
+				}
+			}
+			for i := range 300 {
+				out = append(out, read(7*24*time.Hour+time.Duration(i)*time.Second, "acc_1", "acc_1", "198.51.100.1", "name"))
+			}
+			return out
+		}(), strings.Repeat(".", 7*24*5+199) + strings.Repeat("!", 101), "acc_1"},
 		{"token_shape", []event.Event{
 			ev(0, event.ClassAccess, "access_monitored", "reason", "lifetime", "client", "shop-app"),
 			ev(s, event.ClassAccess, "access_refused", "reason", "not_yet_valid", "client", "shop-app"),
