@@ -46,6 +46,25 @@ func (f *fakeStore) CreateAccount(_ context.Context, a store.Account) error {
 	return nil
 }
 
+func (f *fakeStore) CreateAccounts(ctx context.Context, as []store.Account) error {
+	f.mu.Lock()
+	for _, a := range as {
+		for _, b := range f.accounts {
+			if b.ID == a.ID || b.LoginID == a.LoginID {
+				f.mu.Unlock()
+				return fmt.Errorf("account: %w", store.ErrConflict)
+			}
+		}
+	}
+	f.mu.Unlock()
+	for _, a := range as {
+		if err := f.CreateAccount(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (f *fakeStore) Account(_ context.Context, id string) (store.Account, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -217,6 +217,73 @@ func (s *Service) Register(ctx context.Context, loginID, name, password, actor s
 	return public(a), nil
 }
 
+// NewAccount is one account for RegisterMany.
+type NewAccount struct {
+	LoginID, Name string
+}
+
+// EventAccountsSeeded records accounts registered in bulk (ClassAdmin).
+const EventAccountsSeeded = "accounts_seeded"
+
+// RegisterMany creates synthetic accounts for a drill or a load test: all
+// with one password, hashed once (so they share one hash and its salt),
+// stored in batches of up to 5,000 and recorded as one accounts_seeded
+// event per batch rather than one account_created each. Never for real
+// customers, whose passwords are their own. It returns the accounts in
+// order, without PasswordHash.
+func (s *Service) RegisterMany(ctx context.Context, news []NewAccount, password, actor string) ([]store.Account, error) {
+	if err := requireActor(actor); err != nil {
+		return nil, err
+	}
+	bulk, ok := s.st.(interface {
+		CreateAccounts(ctx context.Context, as []store.Account) error
+	})
+	if !ok {
+		return nil, errors.New("accounts: the store cannot create accounts in bulk")
+	}
+	if err := ValidatePassword(password, ""); err != nil {
+		return nil, err
+	}
+	hash, err := s.hasher.Hash(ctx, password)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	out := make([]store.Account, 0, len(news))
+	const batch = 5000
+	for len(news) > 0 {
+		n := min(len(news), batch)
+		as := make([]store.Account, n)
+		for i, na := range news[:n] {
+			id, err := NormalizeLoginID(na.LoginID)
+			if err != nil {
+				return out, err
+			}
+			name, err := NormalizeName(na.Name)
+			if err != nil {
+				return out, err
+			}
+			as[i] = store.Account{ID: newAccountID(), LoginID: id, Name: name, PasswordHash: hash, CreatedAt: now, UpdatedAt: now}
+		}
+		if err := bulk.CreateAccounts(ctx, as); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				return out, fmt.Errorf("%w: %w", ErrLoginIDTaken, err)
+			}
+			return out, fmt.Errorf("accounts: creating accounts: %w", err)
+		}
+		for _, a := range as {
+			out = append(out, public(a))
+		}
+		if err := s.emit(ctx, event.Event{Class: event.ClassAdmin, Type: EventAccountsSeeded, Actor: actor, Fields: map[string]any{
+			"count": int64(n), "first": as[0].ID, "last": as[n-1].ID, "shared_password": true,
+		}}); err != nil {
+			return out, err
+		}
+		news = news[n:]
+	}
+	return out, nil
+}
+
 // Authenticate signs a customer in with login ID and password.
 //
 // Order of work: the source IP's rate limit, then the login ID's (or the

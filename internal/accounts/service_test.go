@@ -428,3 +428,46 @@ func TestSecretsDoNotPrint(t *testing.T) {
 		t.Errorf("slog leaks the key: %s", b.String())
 	}
 }
+
+// RegisterMany seeds accounts with one shared password hashed once, in
+// batches each recorded by one event; a clash stores nothing of its batch;
+// the accounts sign in.
+func TestRegisterMany(t *testing.T) {
+	e := newEnv(t, nil)
+	var news []NewAccount
+	for i := range 12_000 {
+		news = append(news, NewAccount{LoginID: fmt.Sprintf("c%05d@drill.example", i), Name: fmt.Sprintf("고객 %d", i)})
+	}
+	as, err := e.svc.RegisterMany(ctx, news, pw, "drill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(as) != 12_000 || as[0].PasswordHash != "" || as[11_999].LoginID != "c11999@drill.example" {
+		t.Fatalf("returned %d accounts, last %+v", len(as), as[len(as)-1])
+	}
+	if e.hash.calls.Load() != 1 {
+		t.Errorf("%d hashes for one shared password", e.hash.calls.Load())
+	}
+	var seeded []event.Event
+	for _, ev := range e.sink.all() {
+		if ev.Type == EventAccountsSeeded {
+			seeded = append(seeded, ev)
+		}
+	}
+	if len(seeded) != 3 || seeded[0].Fields["count"] != int64(5000) || seeded[2].Fields["count"] != int64(2000) || seeded[0].Actor != "drill" {
+		t.Fatalf("seeding events %+v", seeded)
+	}
+	if _, err := e.svc.Authenticate(ctx, "c07777@drill.example", pw, Source{IP: "192.0.2.1"}); err != nil {
+		t.Fatalf("a seeded account cannot sign in: %v", err)
+	}
+	_, err = e.svc.RegisterMany(ctx, []NewAccount{{LoginID: "new@drill.example", Name: "N"}, {LoginID: "c00001@drill.example", Name: "N"}}, pw, "drill")
+	if !errors.Is(err, ErrLoginIDTaken) {
+		t.Fatalf("a clash: %v", err)
+	}
+	if _, err := e.st.AccountByLoginID(ctx, "new@drill.example"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatal("a clashing batch stored an account")
+	}
+	if _, err := e.svc.RegisterMany(ctx, news[:1], "short", "drill"); err == nil {
+		t.Fatal("a short password was taken")
+	}
+}

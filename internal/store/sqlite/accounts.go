@@ -33,6 +33,28 @@ func (s *Store) CreateAccount(ctx context.Context, a store.Account) error {
 	})
 }
 
+// CreateAccounts inserts many accounts in one transaction: all of them, or
+// none with store.ErrConflict if one's ID or login ID is taken.
+func (s *Store) CreateAccounts(ctx context.Context, as []store.Account) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, a := range as {
+			_, err := st.ExecContext(ctx, a.ID, a.LoginID, a.Name, a.PasswordHash, ts(a.CreatedAt), ts(a.UpdatedAt), ts(a.DisabledAt))
+			if isUnique(err) {
+				return fmt.Errorf("account %q: %w", a.LoginID, store.ErrConflict)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Account returns the account with the given ID.
 func (s *Store) Account(ctx context.Context, id string) (store.Account, error) {
 	return s.accountWhere(ctx, "id = ?", id)

@@ -52,6 +52,7 @@ type Backend interface {
 	AckAlert(ctx context.Context, a store.Alert, ev []byte) error
 
 	CreateAccount(ctx context.Context, a store.Account) error
+	CreateAccounts(ctx context.Context, as []store.Account) error
 	Account(ctx context.Context, id string) (store.Account, error)
 	AccountByLoginID(ctx context.Context, loginID string) (store.Account, error)
 	UpdatePasswordHash(ctx context.Context, id, hash string, at time.Time) error

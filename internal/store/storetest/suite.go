@@ -109,6 +109,23 @@ func testAccounts(t *testing.T, b Backend) {
 	if len(page) != 3 || page[0].ID != "acc_3" || page[2].ID != "acc_5" {
 		t.Fatalf("second page = %v", page)
 	}
+
+	// Many at once: all or none.
+	var many []store.Account
+	for i := range 100 {
+		many = append(many, store.Account{ID: fmt.Sprintf("acc_m%03d", i), LoginID: fmt.Sprintf("m%03d@example.com", i), PasswordHash: "$argon2id$z", CreatedAt: t0, UpdatedAt: t0})
+	}
+	clash := append(append([]store.Account{}, many...), store.Account{ID: "acc_clash", LoginID: "u3@example.com", CreatedAt: t0, UpdatedAt: t0})
+	mustErr(t, b.CreateAccounts(ctx, clash), store.ErrConflict)
+	if _, err := b.Account(ctx, "acc_m000"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused CreateAccounts stored an account: %v", err)
+	}
+	must(t, b.CreateAccounts(ctx, many))
+	got, err = b.AccountByLoginID(ctx, "m099@example.com")
+	must(t, err)
+	if got.ID != "acc_m099" || got.PasswordHash != "$argon2id$z" {
+		t.Fatalf("CreateAccounts stored %+v", got)
+	}
 }
 
 func testClients(t *testing.T, b Backend) {
