@@ -58,6 +58,7 @@ Usage:
   custos token inspect [TOKEN]
   custos audit verify|prove|check-proof|query|hold|retention|prune
   custos alerts list|show|ack|rules
+  custos simulate breach [--customers N] [--json]
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
   custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
@@ -97,6 +98,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return guardCmd(ctx, rest, stdio)
 	case "alerts":
 		return alertsCmd(ctx, rest, stdio)
+	case "simulate":
+		return simulateCmd(ctx, rest, stdio)
 	case "demo-shop":
 		return demoShopCmd(ctx, rest, stdio)
 	case "version":

@@ -1,0 +1,384 @@
+// Package simulate runs drills against a real custos: synthetic customers,
+// their ordinary traffic, and attacks, over loopback HTTP.
+package simulate
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/custos-dev/custos/guard"
+	"github.com/custos-dev/custos/internal/accounts"
+	"github.com/custos-dev/custos/internal/clients"
+	"github.com/custos-dev/custos/internal/demoshop"
+	"github.com/custos-dev/custos/internal/detect"
+	"github.com/custos-dev/custos/internal/keys"
+	"github.com/custos-dev/custos/internal/node"
+)
+
+// BreachConfig configures the breach drill.
+type BreachConfig struct {
+	// Customers seeded; 0 means 10,000.
+	Customers int
+	// Active customers sign in, refresh and read their own data in each
+	// phase; 0 means min(Customers, 200).
+	Active int
+	// Targets are the customers whose data the attacker reads in each
+	// phase; 0 means one in a hundred customers, at least min(Customers,
+	// 50).
+	Targets int
+	// AttackIPs the attacker rotates through; 0 means 5.
+	AttackIPs int
+	// Workers run ordinary sessions at once; 0 means 16.
+	Workers int
+	// Dir is the data directory; "" means a temporary one, removed after.
+	Dir string
+	// Progress receives the timeline as it happens; nil for none.
+	Progress io.Writer
+	// Logger receives custos's own log; nil discards it.
+	Logger *slog.Logger
+}
+
+func (c *BreachConfig) defaults() error {
+	if c.Customers == 0 {
+		c.Customers = 10_000
+	}
+	if c.Active == 0 {
+		c.Active = min(c.Customers, 200)
+	}
+	if c.Targets == 0 {
+		c.Targets = max(c.Customers/100, min(c.Customers, 50))
+	}
+	if c.AttackIPs == 0 {
+		c.AttackIPs = 5
+	}
+	if c.Workers == 0 {
+		c.Workers = 16
+	}
+	switch {
+	case c.Customers < 1 || c.Customers > 50_000_000:
+		return errors.New("customers: from 1 to 50,000,000")
+	case c.Active < 1 || c.Active > c.Customers || c.Active > 60_000:
+		return errors.New("active customers: from 1 to the customers, at most 60,000 (one loopback address each)")
+	case c.Targets < 1 || c.Targets > c.Customers:
+		return errors.New("targets: from 1 to the customers")
+	case c.AttackIPs < 1 || c.AttackIPs > 250:
+		return errors.New("attack IPs: from 1 to 250")
+	case c.Workers < 1 || c.Workers > 1024:
+		return errors.New("workers: from 1 to 1024")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Report is what the drill found.
+type Report struct {
+	Customers      int `json:"customers"`
+	NormalRequests int `json:"normal_requests"`
+	ForgedRequests int `json:"forged_requests"`
+	// Enforce is phase one: the guard refuses what fails a check.
+	Enforce PhaseReport `json:"enforce"`
+	// Monitor is phase two: the guard forwards it, records and raises.
+	Monitor PhaseReport `json:"monitor"`
+	Normal  struct {
+		// FalseAlerts are alerts raised by ordinary customers' traffic,
+		// in either phase.
+		FalseAlerts int `json:"false_alerts"`
+		Sessions    int `json:"sessions"`
+		// Failures are ordinary requests that did not get what a
+		// customer should (a read refused, a sign-in failed).
+		Failures int `json:"failures"`
+	} `json:"normal"`
+	Seconds  float64  `json:"seconds"`
+	Timeline []Moment `json:"timeline"`
+}
+
+// PhaseReport is one phase of the drill.
+type PhaseReport struct {
+	ForgedRequests int `json:"forged_requests"`
+	// ForgedAccepted and RecordsExposed: forged requests answered 200,
+	// and the customer records those answers held.
+	ForgedAccepted int `json:"forged_accepted"`
+	RecordsExposed int `json:"records_exposed"`
+	// ForgedForwarded: forged requests the guard let through (monitor).
+	ForgedForwarded int `json:"forged_forwarded"`
+	// ExposedSubjects: customers whose data left for a forged token, as
+	// the audit log records it; ScopeExact says whether that is exactly
+	// the set the attacker got.
+	ExposedSubjects int  `json:"exposed_subjects"`
+	ScopeExact      bool `json:"scope_exact"`
+	// SecondsToFirstAlert is from the phase's first forged request to the
+	// first alert the attack raised; nil if it raised none.
+	SecondsToFirstAlert *float64 `json:"seconds_to_first_alert"`
+	// Alerts the attack raised: rule → events counted.
+	Alerts map[string]int64 `json:"alerts"`
+}
+
+// Moment is one line of the timeline.
+type Moment struct {
+	At   float64 `json:"at"` // seconds from the start
+	What string  `json:"what"`
+}
+
+const (
+	shopClient   = "shop-app"
+	shopAudience = "https://shop.drill.example"
+	redirectURI  = "http://127.0.0.1:9/callback"
+	password     = "drill password: correct horse battery staple"
+	customerUA   = "ShopApp/3.2 (iPhone; iOS 17.4)"
+	attackerUA   = "python-requests/2.31.0"
+	shopSeed     = 2025
+)
+
+// drill is one run.
+type drill struct {
+	cfg      BreachConfig
+	start    time.Time
+	n        *node.Node
+	base     string
+	guardURL string
+	upstream *url.URL
+	guard    atomic.Pointer[http.Handler]
+	ids      []string // account ids, by customer number
+	legacy   ed25519.PrivateKey
+	kid      string
+	report   *Report
+	mu       sync.Mutex
+}
+
+func (d *drill) note(format string, args ...any) {
+	m := Moment{At: math.Round(time.Since(d.start).Seconds()*1000) / 1000, What: fmt.Sprintf(format, args...)}
+	d.mu.Lock()
+	d.report.Timeline = append(d.report.Timeline, m)
+	d.mu.Unlock()
+	if d.cfg.Progress != nil {
+		fmt.Fprintf(d.cfg.Progress, "%9.3fs  %s\n", m.At, m.What)
+	}
+}
+
+// Breach runs the breach drill: a fresh custos with Customers synthetic
+// customers and the demo shop behind the guard; ordinary customers signing
+// in, refreshing and reading their own data; and, in the middle, an
+// insider who kept a copy of a legacy signing key (imported into custos at
+// migration, since retired) forging tokens for many customers from a few
+// rotating IPs. Phase one runs the guard in enforce mode, phase two in
+// monitor mode, with the detector watching throughout.
+func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("simulate: %w", err)
+	}
+	d := &drill{cfg: cfg, start: time.Now(), report: &Report{Customers: cfg.Customers}}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop, err := d.setUp(ctx)
+	if stop != nil {
+		defer stop()
+	}
+	if err != nil {
+		return d.report, err
+	}
+	det, err := d.n.Detector(ctx, detect.DefaultRules())
+	if err != nil {
+		return d.report, err
+	}
+	detDone := make(chan struct{})
+	go func() { det.Run(ctx); close(detDone) }()
+	defer func() { cancel(); <-detDone }()
+	d.note("detector running %d rules", len(detect.DefaultRules().Rules))
+
+	active := sample(cfg.Customers, cfg.Active, 1)
+	targets := sample(cfg.Customers, cfg.Targets, 7)
+	for _, mode := range []guard.Mode{guard.Enforce, guard.Monitor} {
+		pr := &d.report.Enforce
+		if mode == guard.Monitor {
+			pr = &d.report.Monitor
+		}
+		if err := d.phase(ctx, mode, active, targets, pr); err != nil {
+			return d.report, err
+		}
+	}
+	d.report.ForgedRequests = d.report.Enforce.ForgedRequests + d.report.Monitor.ForgedRequests
+	d.report.Seconds = math.Round(time.Since(d.start).Seconds()*1000) / 1000
+	d.note("drill done")
+	return d.report, nil
+}
+
+// setUp starts custos, seeds it, imports and retires the legacy key, and
+// puts the demo shop behind the guard.
+func (d *drill) setUp(ctx context.Context) (stop func(), err error) {
+	cfg := d.cfg
+	var cleanups []func()
+	stop = func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "custos-drill-"); err != nil {
+			return stop, err
+		}
+		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return stop, err
+	}
+	// Keys published for a second before they sign, so that the drill
+	// can retire the legacy key at once.
+	n, err := node.Open(ctx, node.Config{DataDir: dir, Addr: ln.Addr().String(), Logger: cfg.Logger,
+		Keys: keys.Config{JWKSMaxAge: time.Second, PublishLead: time.Second}})
+	if err != nil {
+		ln.Close()
+		return stop, err
+	}
+	d.n, d.base = n, n.Config().Issuer
+	cleanups = append(cleanups, func() { n.Close() })
+	serveCtx, cancelServe := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { n.Serve(serveCtx, ln); close(served) }()
+	cleanups = append(cleanups, func() { cancelServe(); <-served })
+	d.note("custos serving %s (data in %s)", d.base, dir)
+
+	if _, _, err := n.Clients.Add(ctx, clients.Spec{ID: shopClient, Name: "Drill shop", Public: true,
+		RedirectURIs: []string{redirectURI}, Audiences: []string{shopAudience}}, "drill"); err != nil {
+		return stop, err
+	}
+	if err := d.seed(ctx); err != nil {
+		return stop, err
+	}
+	if err := d.legacyKey(ctx); err != nil {
+		return stop, err
+	}
+
+	shop := &http.Server{Handler: demoshop.New(shopSeed).Handler(), ReadHeaderTimeout: 10 * time.Second}
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return stop, err
+	}
+	go shop.Serve(sln)
+	cleanups = append(cleanups, func() { shop.Close() })
+	up := &url.URL{Scheme: "http", Host: sln.Addr().String()}
+	if err := d.setGuard(ctx, guard.Enforce, up); err != nil {
+		return stop, err
+	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return stop, err
+	}
+	d.guardURL = "http://" + gln.Addr().String()
+	gsrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*d.guard.Load()).ServeHTTP(w, r) }),
+		ReadHeaderTimeout: 10 * time.Second}
+	go gsrv.Serve(gln)
+	cleanups = append(cleanups, func() { gsrv.Close() })
+	d.upstream = up
+	d.note("demo shop behind the guard at %s, in enforce mode", d.guardURL)
+	return stop, nil
+}
+
+// seed registers the customers in bulk.
+func (d *drill) seed(ctx context.Context) error {
+	shop := demoshop.New(shopSeed)
+	d.ids = make([]string, 0, d.cfg.Customers)
+	const chunk = 50_000
+	for from := 0; from < d.cfg.Customers; from += chunk {
+		news := make([]accounts.NewAccount, 0, min(chunk, d.cfg.Customers-from))
+		for i := from; i < from+cap(news); i++ {
+			news = append(news, accounts.NewAccount{LoginID: loginID(i), Name: shop.Customer(fmt.Sprint(i)).Name})
+		}
+		as, err := d.n.Accounts.RegisterMany(ctx, news, password, "drill")
+		if err != nil {
+			return fmt.Errorf("seeding customers: %w", err)
+		}
+		for _, a := range as {
+			d.ids = append(d.ids, a.ID)
+		}
+		if d.cfg.Customers > chunk {
+			d.note("seeded %d of %d customers", len(d.ids), d.cfg.Customers)
+		}
+	}
+	d.note("seeded %d customers", len(d.ids))
+	return nil
+}
+
+func loginID(i int) string { return fmt.Sprintf("customer%07d@drill.example", i) }
+
+// legacyKey imports the signing key of the system custos replaced, as a
+// migration does so that tokens it signed keep verifying, and retires it
+// for a key custos made. The attacker kept a copy of its private half.
+func (d *drill) legacyKey(ctx context.Context) error {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "drill:migration")
+	if err != nil {
+		return err
+	}
+	d.legacy, d.kid = priv, info.ID
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		err := d.n.Custody.Rotate(ctx, "drill:migration", "legacy key replaced by a custos key")
+		if err == nil {
+			break
+		}
+		if _, ok := errors.AsType[*keys.NotReadyError](err); !ok || time.Now().After(deadline) {
+			return fmt.Errorf("retiring the legacy key: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.note("legacy signing key %s imported at migration and retired; the insider kept a copy", d.kid)
+	return nil
+}
+
+// setGuard puts the shop behind a guard in mode.
+func (d *drill) setGuard(ctx context.Context, mode guard.Mode, up *url.URL) error {
+	text := demoshop.Policy
+	if mode == guard.Monitor {
+		text = strings.Replace(text, guard.PolicyVersion+"\n", guard.PolicyVersion+"\nmode monitor\n", 1)
+	}
+	p, err := guard.ParsePolicy("drill.policy", strings.NewReader(text))
+	if err != nil {
+		return err
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
+		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
+	}
+	h, err := d.n.Guard(ctx, node.GuardConfig{Policy: p, Audience: shopAudience, Upstream: up.String(), Actor: "drill"}, proxy)
+	if err != nil {
+		return err
+	}
+	d.guard.Store(&h)
+	return nil
+}
+
+// sample picks k of n customer numbers, spread evenly from an offset.
+func sample(n, k, offset int) []int {
+	out := make([]int, k)
+	for i := range k {
+		out[i] = int((int64(i)*int64(n)/int64(k) + int64(offset)) % int64(n))
+	}
+	return out
+}
