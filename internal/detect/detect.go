@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos/internal/event"
@@ -40,7 +43,7 @@ const (
 const (
 	DefaultName  = "default"
 	DefaultPoll  = 100 * time.Millisecond
-	DefaultBatch = 4096
+	DefaultBatch = 16384
 )
 
 // Config configures a Detector.
@@ -74,6 +77,11 @@ type Detector struct {
 	maxWindow time.Duration
 	marks     []mark // where recent batches began and their latest event time
 	latest    time.Time
+	// stale: the rules saw a batch that was not stored.
+	stale bool
+	// initial is where a detector seen for the first time started.
+	initial uint64
+	next    atomic.Uint64
 }
 
 // mark is a batch's first index and the latest event time in it.
@@ -134,7 +142,7 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 			return nil, fmt.Errorf("detect: %w", err)
 		}
 		st = store.DetectorState{Name: cfg.Name, Next: ls.Pruned, Warm: ls.Pruned}
-		d.state = st
+		d.state, d.initial = st, st.Next
 	case err != nil:
 		return nil, fmt.Errorf("detect: %w", err)
 	default:
@@ -146,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 	if err := d.loadOpen(ctx); err != nil {
 		return nil, err
 	}
+	d.next.Store(d.state.Next)
 	return d, nil
 }
 
@@ -196,45 +205,96 @@ func (d *Detector) replay(ctx context.Context, from, to uint64) error {
 	}
 	from = max(from, ls.Pruned)
 	for from < to {
-		end := min(to, from+uint64(d.cfg.Batch))
-		if _, _, err := d.read(ctx, from, end); err != nil {
-			return err
+		b := d.fetchRange(ctx, from, min(to, from+uint64(d.cfg.Batch)))
+		if b.err != nil {
+			return b.err
 		}
-		from = end
+		d.feed(b)
+		from = b.to
 	}
 	return nil
 }
 
-// read feeds [from, to) to the rules and returns what fired and the
-// latest event time seen.
-func (d *Detector) read(ctx context.Context, from, to uint64) ([]firing, time.Time, error) {
+// batch is entries [from, to) of the log, decoded.
+type batch struct {
+	from, to uint64
+	events   []event.Event
+	bad      []error // why an entry did not decode
+	err      error
+}
+
+// fetch reads and decodes up to Batch entries from from, as far as the log
+// goes. Entries are decoded on every core.
+func (d *Detector) fetch(ctx context.Context, from uint64) batch {
+	ls, err := d.cfg.Store.LogState(ctx)
+	if err != nil {
+		return batch{from: from, to: from, err: fmt.Errorf("detect: %w", err)}
+	}
+	from = max(from, ls.Pruned)
+	return d.fetchRange(ctx, from, min(ls.Sequenced, from+uint64(d.cfg.Batch)))
+}
+
+func (d *Detector) fetchRange(ctx context.Context, from, to uint64) batch {
+	b := batch{from: from, to: to}
+	if to <= from {
+		b.to = from
+		return b
+	}
+	var buf []byte
+	var ends []int
+	err := tlog.ReadEntries(ctx, d.cfg.Store, from, to, func(_ uint64, raw []byte) error {
+		buf = append(buf, raw...)
+		ends = append(ends, len(buf))
+		return nil
+	})
+	if err != nil {
+		b.err = fmt.Errorf("detect: read the log [%d, %d): %w", from, to, err)
+		return b
+	}
+	b.events, b.bad = make([]event.Event, len(ends)), make([]error, len(ends))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(ends)/256))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(ends); i += workers {
+				start := 0
+				if i > 0 {
+					start = ends[i-1]
+				}
+				b.events[i], b.bad[i] = event.Decode(buf[start:ends[i]])
+			}
+		})
+	}
+	wg.Wait()
+	return b
+}
+
+// feed runs a batch through the rules, in log order, and returns what
+// fired.
+func (d *Detector) feed(b batch) []firing {
 	var fired []firing
 	var latest time.Time
-	err := tlog.ReadEntries(ctx, d.cfg.Store, from, to, func(idx uint64, raw []byte) error {
-		e, err := event.Parse(raw)
-		if err != nil {
+	for i := range b.events {
+		e, idx := &b.events[i], b.from+uint64(i)
+		if b.bad[i] != nil {
 			// audit verify reports damage; the detector reads on.
-			d.cfg.Logger.Warn("detect: an entry does not decode; skipped", "index", idx, "err", err)
-			return nil
+			d.cfg.Logger.Warn("detect: an entry does not decode; skipped", "index", idx, "err", b.bad[i])
+			continue
 		}
 		if e.Class == event.ClassAlert {
-			return nil // its own
+			continue // its own
 		}
 		if e.Time.After(latest) {
 			latest = e.Time
 		}
-		for i, ev := range d.evals {
-			if group, fire := ev.feed(&e); fire {
-				fired = append(fired, firing{rule: d.cfg.Rules.Rules[i], group: group, index: idx, at: e.Time})
+		for j, ev := range d.evals {
+			if group, fire := ev.feed(e); fire {
+				fired = append(fired, firing{rule: d.cfg.Rules.Rules[j], group: group, index: idx, at: e.Time})
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, latest, fmt.Errorf("detect: read the log [%d, %d): %w", from, to, err)
 	}
-	d.mark(from, latest)
-	return fired, latest, nil
+	d.mark(b.from, latest)
+	return fired
 }
 
 // mark notes a batch, and forgets batches no window can reach any more.
@@ -252,52 +312,99 @@ func (d *Detector) mark(first uint64, latest time.Time) {
 // Step reads and stores one batch of new events, and returns how many it
 // read.
 func (d *Detector) Step(ctx context.Context) (int, error) {
-	ls, err := d.cfg.Store.LogState(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("detect: %w", err)
+	return d.process(ctx, d.fetch(ctx, d.state.Next))
+}
+
+// process runs a fetched batch through the rules and stores what they
+// raised, with the new position. If it fails after the rules saw the
+// batch, the rules are rebuilt from the stored position before the next
+// batch, so that nothing is counted twice.
+func (d *Detector) process(ctx context.Context, b batch) (int, error) {
+	if d.stale {
+		if err := d.rebuild(ctx); err != nil {
+			return 0, err
+		}
 	}
-	from := max(d.state.Next, ls.Pruned)
-	to := min(ls.Sequenced, from+uint64(d.cfg.Batch))
-	if to <= from {
-		return 0, nil
+	if b.err != nil {
+		return 0, b.err
 	}
-	fired, _, err := d.read(ctx, from, to)
-	if err != nil {
-		return 0, err
+	if b.from < d.state.Next || b.to <= b.from {
+		return 0, nil // nothing new, or read before the last batch was stored
 	}
+	if b.from > d.state.Next {
+		// Retention pruned what the detector had not read.
+		d.cfg.Logger.Warn("detect: entries pruned before they were read", "from", d.state.Next, "to", b.from)
+	}
+	fired := d.feed(b)
 	next := d.state
-	next.Next, next.RulesDigest, next.UpdatedAt = to, d.cfg.Rules.Digest, d.cfg.Now()
-	next.Warm = to
+	next.Next, next.RulesDigest, next.UpdatedAt = b.to, d.cfg.Rules.Digest, d.cfg.Now()
+	next.Warm = b.to
 	if len(d.marks) > 0 && d.maxWindow > 0 {
 		next.Warm = d.marks[0].first
 	}
 	var created []store.Alert
 	for attempt := 0; ; attempt++ {
 		det, open, err := d.detection(fired, next)
-		if err != nil {
-			return 0, err
+		if err == nil {
+			err = d.cfg.Store.SaveDetection(ctx, det)
 		}
-		err = d.cfg.Store.SaveDetection(ctx, det)
 		if err == nil {
 			d.open, created = open, det.Created
 			break
 		}
 		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
-			return 0, fmt.Errorf("detect: store [%d, %d): %w", from, to, err)
+			d.stale = true
+			return 0, fmt.Errorf("detect: store [%d, %d): %w", b.from, b.to, err)
 		}
 		// An operator acknowledged an alert this batch grows: learn
 		// which alerts are open, and try again.
 		if err := d.loadOpen(ctx); err != nil {
+			d.stale = true
 			return 0, err
 		}
 	}
 	d.state = next
+	d.next.Store(next.Next)
 	if d.cfg.OnAlert != nil {
 		for _, a := range created {
 			d.cfg.OnAlert(a)
 		}
 	}
-	return int(to - from), nil
+	return int(b.to - b.from), nil
+}
+
+// rebuild starts the rules afresh from the stored position, as New does.
+func (d *Detector) rebuild(ctx context.Context) error {
+	st, err := d.cfg.Store.DetectorState(ctx, d.cfg.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		st = store.DetectorState{Name: d.cfg.Name, Next: d.state.Next, Warm: d.state.Next}
+		if d.state.Next != d.initial {
+			return fmt.Errorf("detect: the stored state of detector %q is gone", d.cfg.Name)
+		}
+	case err != nil:
+		return fmt.Errorf("detect: %w", err)
+	}
+	d.evals, d.marks, d.latest = nil, nil, time.Time{}
+	for _, r := range d.cfg.Rules.Rules {
+		ev, err := newEvaluator(r)
+		if err != nil {
+			return err
+		}
+		d.evals = append(d.evals, ev)
+	}
+	if err := d.seed(ctx); err != nil {
+		return err
+	}
+	if err := d.replay(ctx, st.Warm, st.Next); err != nil {
+		return err
+	}
+	if err := d.loadOpen(ctx); err != nil {
+		return err
+	}
+	d.state, d.stale = st, false
+	d.next.Store(st.Next)
+	return nil
 }
 
 // detection turns firings into alerts raised or grown, against a copy of
@@ -351,11 +458,24 @@ func (d *Detector) detection(fired []firing, next store.DetectorState) (store.De
 }
 
 // Run reads the log until ctx ends: as fast as it can while behind, every
-// Poll once caught up. Errors are logged and retried.
+// Poll once caught up, reading the next batch while the rules run over
+// this one. Errors are logged and retried.
 func (d *Detector) Run(ctx context.Context) {
 	failing := false
+	var ahead chan batch // the next batch, being fetched
 	for {
-		n, err := d.Step(ctx)
+		var b batch
+		if ahead != nil {
+			b, ahead = <-ahead, nil
+		} else {
+			b = d.fetch(ctx, d.state.Next)
+		}
+		if b.err == nil && b.to > b.from {
+			ch := make(chan batch, 1)
+			ahead = ch
+			go func(from uint64) { ch <- d.fetch(ctx, from) }(b.to)
+		}
+		n, err := d.process(ctx, b)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			if !failing {
@@ -366,6 +486,10 @@ func (d *Detector) Run(ctx context.Context) {
 			d.cfg.Logger.Info("detect: detection resumed", "next", d.state.Next)
 			failing = false
 		}
+		if err != nil && ahead != nil {
+			<-ahead // read past a batch that was not stored
+			ahead = nil
+		}
 		if n > 0 && err == nil {
 			continue
 		}
@@ -375,8 +499,15 @@ func (d *Detector) Run(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
+			if ahead != nil {
+				<-ahead
+			}
 			return
 		case <-time.After(wait):
 		}
 	}
 }
+
+// Next returns the first log index the detector has not stored as read.
+// Unlike State, it may be called while Run runs.
+func (d *Detector) Next() uint64 { return d.next.Load() }

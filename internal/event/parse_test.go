@@ -404,6 +404,11 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		e, err := event.Parse(in)
+		// Decode, without the canonical check, gives the same event for
+		// everything Parse accepts.
+		if d, derr := event.Decode(in); err == nil && (derr != nil || !reflect.DeepEqual(d, e)) {
+			t.Fatalf("Parse accepted %q as %+v; Decode gives %+v, %v", in, e, d, derr)
+		}
 		if err != nil {
 			if !errors.Is(err, event.ErrMalformed) && !errors.Is(err, event.ErrVersion) {
 				t.Fatalf("Parse error %v matches neither ErrMalformed nor ErrVersion", err)
