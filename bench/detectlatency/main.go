@@ -58,7 +58,7 @@ func run(rate int, duration time.Duration, appenders, every int, detecting bool)
 		return err
 	}
 	defer n.Close()
-	d, err := n.Detector(ctx, detect.DefaultRules())
+	d, err := n.Detector(ctx, detect.DefaultRules(), nil)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -248,4 +250,68 @@ func loadRules(path string) (*detect.Rules, error) {
 	}
 	defer f.Close()
 	return detect.ParseRules(path, f)
+}
+
+// webhookList is the repeatable --alert-webhook NAME=URL flag.
+type webhookList struct {
+	hooks []detect.Webhook
+	err   error
+}
+
+var webhookName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+func (l *webhookList) String() string {
+	if l == nil {
+		return ""
+	}
+	names := make([]string, len(l.hooks))
+	for i, h := range l.hooks {
+		names[i] = h.Name // never the URL, which may carry credentials
+	}
+	return strings.Join(names, ",")
+}
+
+func (l *webhookList) Set(v string) error {
+	name, raw, ok := strings.Cut(v, "=")
+	if !ok || !webhookName.MatchString(name) {
+		l.err = errors.Join(l.err, fmt.Errorf("want NAME=URL with NAME of [a-z0-9_-], got %.40q", name))
+		return nil
+	}
+	u, err := detect.ParseWebhookURL(raw)
+	if err != nil {
+		l.err = errors.Join(l.err, fmt.Errorf("%s: %w", name, err))
+		return nil
+	}
+	for _, h := range l.hooks {
+		if h.Name == name {
+			l.err = errors.Join(l.err, fmt.Errorf("webhook %s given twice", name))
+			return nil
+		}
+	}
+	l.hooks = append(l.hooks, detect.Webhook{Name: name, URL: u})
+	return nil
+}
+
+// minWebhookSecret is the shortest signing secret taken.
+const minWebhookSecret = 32
+
+// signWith gives every webhook the secret in the environment variable env.
+func (l *webhookList) signWith(env string) error {
+	if len(l.hooks) == 0 {
+		if env != "" {
+			return errors.New("--alert-webhook-secret-env without --alert-webhook")
+		}
+		return nil
+	}
+	if env == "" {
+		return fmt.Errorf("alert webhooks are signed: set --alert-webhook-secret-env to a variable holding at least %d bytes", minWebhookSecret)
+	}
+	secret := os.Getenv(env)
+	if len(secret) < minWebhookSecret {
+		return fmt.Errorf("--alert-webhook-secret-env: $%s holds %d bytes, want at least %d", env, len(secret), minWebhookSecret)
+	}
+	for i := range l.hooks {
+		l.hooks[i].Secret = []byte(secret)
+	}
+	return nil
 }

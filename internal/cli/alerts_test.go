@@ -2,10 +2,14 @@ package cli_test
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // custos serve runs the detection rules: a guard started with a route that
@@ -15,7 +19,25 @@ func TestAlertsFromServe(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	addr := freeAddr(t)
-	serveOut := start(t, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+	// A webhook receiver: serve delivers each alert there, signed.
+	received := make(chan []byte, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Custos-Signature") == "" {
+			t.Error("an unsigned alert delivery")
+		}
+		received <- b
+	}))
+	defer hook.Close()
+	t.Setenv("TEST_ALERT_SECRET", "a webhook secret of thirty-two bytes or more")
+	if _, err := run(t, "serve", "--data", data, "--alert-webhook", "soc="+hook.URL); err == nil || !strings.Contains(err.Error(), "alert webhooks are signed") {
+		t.Fatalf("serve with an unsigned webhook: %v", err)
+	}
+	if _, err := run(t, "serve", "--data", data, "--alert-webhook", "soc=http://soc.example/hook", "--alert-webhook-secret-env", "TEST_ALERT_SECRET"); err == nil || !strings.Contains(err.Error(), "use https") {
+		t.Fatalf("serve with a plain-http webhook: %v", err)
+	}
+	serveOut := start(t, "serve", "--data", data, "--addr", addr, "--log-level", "warn",
+		"--alert-webhook", "soc="+hook.URL+"/alerts", "--alert-webhook-secret-env", "TEST_ALERT_SECRET")
 	waitFor(t, "serve", func() bool { return strings.Contains(serveOut.String(), "custos is serving") })
 	if !strings.Contains(serveOut.String(), "detection      17 rules") {
 		t.Errorf("serve does not say it detects:\n%s", serveOut)
@@ -47,6 +69,14 @@ func TestAlertsFromServe(t *testing.T) {
 	a := listed[0]
 	if a.Rule != "guard_monitor" || a.Severity != "medium" || a.State != "open" || a.Count != 1 {
 		t.Fatalf("alert %+v", a)
+	}
+	select {
+	case b := <-received:
+		if !strings.Contains(string(b), `"id":"`+a.ID+`"`) {
+			t.Errorf("the webhook received %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook received nothing in 10 s")
 	}
 	show, err := run(t, "alerts", "show", "--data", data, a.ID)
 	if err != nil || !strings.Contains(show, "A guard started with routes that only monitor") || !strings.Contains(show, `"type":"guard_started"`) {

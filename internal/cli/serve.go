@@ -30,8 +30,17 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 	var gf guardFlags
 	gf.register(fs, "serve", "guard-")
 	rulesFile := fs.String("rules", "", "detection rules file (default: the built-in rules; see custos alerts rules)")
+	var hooks webhookList
+	fs.Var(&hooks, "alert-webhook", "a webhook to deliver alerts to, as NAME=URL (repeatable; https, or http to loopback)")
+	hookSecretEnv := fs.String("alert-webhook-secret-env", "", "environment variable holding the secret that signs alert deliveries (at least 32 bytes)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if hooks.err != nil {
+		return usagef("custos serve: --alert-webhook: %v", hooks.err)
+	}
+	if err := hooks.signWith(*hookSecretEnv); err != nil {
+		return usagef("custos serve: %v", err)
 	}
 	rules := detect.DefaultRules()
 	if *rulesFile != "" {
@@ -95,7 +104,7 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		fmt.Fprintln(stdio.Stdout, "or run `custos serve --demo` for a ready-made demo.")
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return n.Detect(ctx, rules) })
+	g.Go(func() error { return n.Detect(ctx, rules, hooks.hooks) })
 	if policy == nil {
 		log.Info("serving", "issuer", base, "addr", ln.Addr().String())
 		g.Go(func() error { return n.Serve(ctx, ln) })

@@ -57,6 +57,9 @@ type Config struct {
 	// OnAlert, if set, is called with each alert raised, once it is
 	// stored.
 	OnAlert func(store.Alert)
+	// Webhooks names the webhooks each alert raised is delivered to
+	// (Deliverer sends them): the deliveries are stored with the alert.
+	Webhooks []string
 	// Poll is how often a detector that has caught up looks for new
 	// events; 0 means DefaultPoll.
 	Poll time.Duration
@@ -450,6 +453,16 @@ func (d *Detector) detection(fired []firing, next store.DetectorState) (store.De
 	for i, a := range det.Created {
 		det.Created[i] = open[alertKey(a.Rule, a.Group)]
 		delete(grown, alertKey(a.Rule, a.Group))
+		if len(d.cfg.Webhooks) == 0 {
+			continue
+		}
+		body, err := payload(a)
+		if err != nil {
+			return det, nil, err
+		}
+		for _, w := range d.cfg.Webhooks {
+			det.Deliveries = append(det.Deliveries, store.AlertDelivery{AlertID: a.ID, Target: w, Payload: body, CreatedAt: now, NextAt: now})
+		}
 	}
 	for key := range grown {
 		det.Grown = append(det.Grown, open[key])

@@ -15,30 +15,44 @@ import (
 )
 
 // Detect runs rules over the audit log until ctx ends (package detect),
-// logging each alert raised. One process per data directory detects: if
-// another holds the lock, Detect says so and returns nil.
-func (n *Node) Detect(ctx context.Context, rules *detect.Rules) error {
+// logging each alert raised and delivering it to hooks. One process per
+// data directory detects: if another holds the lock, Detect says so and
+// returns nil.
+func (n *Node) Detect(ctx context.Context, rules *detect.Rules, hooks []detect.Webhook) error {
 	unlock, err := flock.Lock(filepath.Join(n.cfg.DataDir, "detect.lock"))
 	if err != nil {
 		n.log.Info("detection runs in another process on this data directory", "err", err)
 		return nil
 	}
 	defer unlock()
-	d, err := n.Detector(ctx, rules)
+	d, err := n.Detector(ctx, rules, hooks)
 	if err != nil {
 		return err
 	}
-	n.log.Info("detection started", "rules", len(rules.Rules), "rules_sha256", rules.Digest, "next", d.State().Next)
+	n.log.Info("detection started", "rules", len(rules.Rules), "rules_sha256", rules.Digest, "next", d.State().Next, "webhooks", len(hooks))
+	// Deliveries stored before a restart go out too, to the webhooks
+	// configured now.
+	dl := &detect.Deliverer{Store: n.Store, Hooks: hooks, Now: n.cfg.Issuance.Now, Logger: n.log}
+	delivered := make(chan struct{})
+	go func() { dl.Run(ctx, deliveryInterval); close(delivered) }()
 	d.Run(ctx)
+	<-delivered
 	return nil
 }
 
+// deliveryInterval is how often due alert deliveries are attempted.
+const deliveryInterval = 500 * time.Millisecond
+
 // Detector returns a detector over the node's audit log, at its stored
-// position. It does not take the data directory's detection lock: Detect
-// does.
-func (n *Node) Detector(ctx context.Context, rules *detect.Rules) (*detect.Detector, error) {
+// position, storing a delivery to each of hooks with each alert it raises.
+// It does not take the data directory's detection lock: Detect does.
+func (n *Node) Detector(ctx context.Context, rules *detect.Rules, hooks []detect.Webhook) (*detect.Detector, error) {
+	names := make([]string, len(hooks))
+	for i, h := range hooks {
+		names[i] = h.Name
+	}
 	return detect.New(ctx, detect.Config{
-		Rules: rules, Store: n.Store, Encode: n.Audit.Encode, Now: n.cfg.Issuance.Now, Logger: n.log,
+		Rules: rules, Store: n.Store, Encode: n.Audit.Encode, Now: n.cfg.Issuance.Now, Logger: n.log, Webhooks: names,
 		OnAlert: func(a store.Alert) {
 			n.log.Warn("alert raised", "alert", a.ID, "rule", a.Rule, "severity", a.Severity, "group", a.Group, "title", a.Title)
 		},

@@ -195,7 +195,7 @@ func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
 	if err != nil {
 		return d.report, err
 	}
-	det, err := d.n.Detector(ctx, detect.DefaultRules())
+	det, err := d.n.Detector(ctx, detect.DefaultRules(), nil)
 	if err != nil {
 		return d.report, err
 	}

@@ -58,6 +58,22 @@ type Detection struct {
 	Created  []Alert
 	Grown    []Alert
 	Events   [][]byte
+	// Deliveries are new alerts on their way to webhooks.
+	Deliveries []AlertDelivery
+}
+
+// AlertDelivery is an alert on its way to one webhook target.
+type AlertDelivery struct {
+	ID          int64 // assigned by the store
+	AlertID     string
+	Target      string // the webhook's name in configuration, never its URL or secret
+	Payload     []byte
+	CreatedAt   time.Time
+	Attempts    int
+	NextAt      time.Time // when to try next
+	DeliveredAt time.Time
+	GivenUpAt   time.Time
+	LastError   string
 }
 
 // AlertFilter selects alerts. Zero fields match everything.

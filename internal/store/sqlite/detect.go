@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/custos-dev/custos/internal/store"
 )
@@ -71,7 +72,54 @@ func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
 				return fmt.Errorf("alert %s is no longer open: %w", a.ID, store.ErrConflict)
 			}
 		}
+		for _, dl := range d.Deliveries {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO alert_deliveries (alert_id, target, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?)`,
+				dl.AlertID, dl.Target, dl.Payload, ts(dl.CreatedAt), ts(dl.NextAt)); err != nil {
+				return err
+			}
+		}
 		return s.appendEvents(ctx, tx, d.Events)
+	})
+}
+
+const deliveryCols = `id, alert_id, target, payload, created_at, attempts, next_at, delivered_at, given_up_at, last_error`
+
+// DueDeliveries returns up to limit deliveries neither delivered nor given
+// up whose next attempt is due at now, oldest first.
+func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+deliveryCols+` FROM alert_deliveries
+		WHERE delivered_at = 0 AND given_up_at = 0 AND next_at <= ? ORDER BY next_at, id LIMIT ?`, ts(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.AlertDelivery
+	for rows.Next() {
+		var d store.AlertDelivery
+		var created, next, delivered, gaveUp int64
+		if err := rows.Scan(&d.ID, &d.AlertID, &d.Target, &d.Payload, &created, &d.Attempts, &next, &delivered, &gaveUp, &d.LastError); err != nil {
+			return nil, err
+		}
+		d.CreatedAt, d.NextAt, d.DeliveredAt, d.GivenUpAt = tm(created), tm(next), tm(delivered), tm(gaveUp)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RecordDelivery stores the outcome of an attempt: d's Attempts, NextAt,
+// DeliveredAt, GivenUpAt and LastError. store.ErrNotFound for no such
+// delivery.
+func (s *Store) RecordDelivery(ctx context.Context, d store.AlertDelivery) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE alert_deliveries SET attempts = ?, next_at = ?, delivered_at = ?, given_up_at = ?, last_error = ?
+			WHERE id = ?`, d.Attempts, ts(d.NextAt), ts(d.DeliveredAt), ts(d.GivenUpAt), d.LastError, d.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("alert delivery %d: %w", d.ID, store.ErrNotFound)
+		}
+		return nil
 	})
 }
 

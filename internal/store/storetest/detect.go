@@ -21,7 +21,32 @@ func testDetection(t *testing.T, b Backend) {
 	alert := store.Alert{ID: "forged_token-7", Rule: "forged_token", Severity: "critical", Title: "forged", Group: "kid-1",
 		Count: 1, FirstIndex: 7, LastIndex: 7, FirstAt: t0, LastAt: t0, RaisedAt: t0.Add(time.Second), UpdatedAt: t0.Add(time.Second)}
 	st := store.DetectorState{Name: "default", Next: 10, Warm: 2, RulesDigest: "abc", UpdatedAt: t0}
-	must(t, b.SaveDetection(ctx, store.Detection{State: st, Created: []store.Alert{alert}, Events: [][]byte{[]byte(`{"alert":1}`)}}))
+	deliveries := []store.AlertDelivery{
+		{AlertID: alert.ID, Target: "soc", Payload: []byte(`{"id":"forged_token-7"}`), CreatedAt: t0, NextAt: t0},
+		{AlertID: alert.ID, Target: "pager", Payload: []byte(`{"id":"forged_token-7"}`), CreatedAt: t0, NextAt: t0.Add(time.Minute)},
+	}
+	must(t, b.SaveDetection(ctx, store.Detection{State: st, Created: []store.Alert{alert}, Events: [][]byte{[]byte(`{"alert":1}`)}, Deliveries: deliveries}))
+	due, err := b.DueDeliveries(ctx, t0, 10)
+	must(t, err)
+	if len(due) != 1 || due[0].Target != "soc" || string(due[0].Payload) != `{"id":"forged_token-7"}` || due[0].ID == 0 {
+		t.Fatalf("due deliveries %+v", due)
+	}
+	d := due[0]
+	d.Attempts, d.NextAt, d.LastError = 1, t0.Add(2*time.Minute), "503"
+	must(t, b.RecordDelivery(ctx, d))
+	due, err = b.DueDeliveries(ctx, t0.Add(90*time.Second), 10)
+	must(t, err)
+	if len(due) != 1 || due[0].Target != "pager" {
+		t.Fatalf("due after a failed attempt %+v", due)
+	}
+	due[0].DeliveredAt, due[0].Attempts = t0.Add(91*time.Second), 1
+	must(t, b.RecordDelivery(ctx, due[0]))
+	due, err = b.DueDeliveries(ctx, t0.Add(time.Hour), 10)
+	must(t, err)
+	if len(due) != 1 || due[0].Target != "soc" || due[0].Attempts != 1 || due[0].LastError != "503" {
+		t.Fatalf("due later %+v", due)
+	}
+	mustErr(t, b.RecordDelivery(ctx, store.AlertDelivery{ID: 999}), store.ErrNotFound)
 	got, err := b.DetectorState(ctx, "default")
 	must(t, err)
 	if !reflect.DeepEqual(got, st) {

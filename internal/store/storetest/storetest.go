@@ -50,6 +50,8 @@ type Backend interface {
 	Alert(ctx context.Context, id string) (store.Alert, error)
 	Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, error)
 	AckAlert(ctx context.Context, a store.Alert, ev []byte) error
+	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error)
+	RecordDelivery(ctx context.Context, d store.AlertDelivery) error
 
 	CreateAccount(ctx context.Context, a store.Account) error
 	CreateAccounts(ctx context.Context, as []store.Account) error
