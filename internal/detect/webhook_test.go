@@ -3,9 +3,9 @@ package detect_test
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"log/slog"
 	"net/url"
 	"strconv"
 	"strings"
