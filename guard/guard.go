@@ -65,6 +65,7 @@ const (
 	ReasonResponseTooLarge  verify.Reason = "response_too_large"  // the upstream's response is over MaxResponseBytes
 	ReasonOverloaded        verify.Reason = "overloaded"          // the responses held at once would exceed MaxHeldBytes
 	ReasonLogUnavailable    verify.Reason = "log_unavailable"     // the access event could not be made durable
+	ReasonIPBlocked         verify.Reason = "ip_blocked"          // the client IP is blocked (Config.Blocked), for a token that verified
 )
 
 // PurposeHeader declares why a staff or service token reads another
@@ -154,6 +155,10 @@ type Config struct {
 	RefusalsPerIP int
 	// RefusalWindow; 0 means DefaultRefusalWindow.
 	RefusalWindow time.Duration
+	// Blocked, if set, reports whether a client IP is blocked: a request
+	// from it whose token verifies is refused (ReasonIPBlocked). A token
+	// that fails is refused for its own reason first, which says more.
+	Blocked func(ip string, now time.Time) bool
 	// Now; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil means slog.Default().
@@ -288,6 +293,9 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 		return reason, http.StatusUnauthorized
 	}
 	identify(a, rt, c)
+	if g.cfg.Blocked != nil && g.cfg.Blocked(a.ClientIP, a.Time) {
+		return ReasonIPBlocked, http.StatusForbidden
+	}
 	// A malformed purpose is bad input, refused on any route; it is
 	// checked once the token verifies, so that a forged or stolen token
 	// is refused and recorded for what it is, whatever it sent with it.

@@ -120,3 +120,40 @@ func equal(a, b map[string]int) bool {
 	}
 	return true
 }
+
+// A blocked IP's request is refused if its token verifies; a token that
+// fails is refused for its own reason, which says more.
+func TestBlockedIP(t *testing.T) {
+	p, err := guard.ParsePolicy("test.policy", strings.NewReader(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	g, err := guard.New(guard.Config{
+		Policy: p, Recorder: rec, Logger: slogDiscard(),
+		Verifier: tokens{"forged": verify.ReasonForged, "kim": claims("acc_kim", "shop", "profile")},
+		Blocked:  func(ip string, _ time.Time) bool { return ip == "192.0.2.66" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := g.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("{}")) }))
+	for _, tc := range []struct {
+		ip, token string
+		status    int
+		reason    verify.Reason
+	}{
+		{"192.0.2.66", "kim", 403, guard.ReasonIPBlocked},
+		{"192.0.2.66", "forged", 401, verify.ReasonForged},
+		{"192.0.2.67", "kim", 200, ""},
+	} {
+		r := httptest.NewRequest("GET", "/me/profile", nil)
+		r.RemoteAddr = tc.ip + ":1234"
+		r.Header.Set("Authorization", "Bearer "+tc.token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if a := rec.last(t); w.Code != tc.status || a.Reason != tc.reason {
+			t.Errorf("%s with %s: %d, recorded %q; want %d %q", tc.ip, tc.token, w.Code, a.Reason, tc.status, tc.reason)
+		}
+	}
+}

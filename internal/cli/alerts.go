@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -21,6 +22,7 @@ import (
 func alertsCmd(ctx context.Context, args []string, stdio IO) error {
 	return subcommand(ctx, "alerts", args, stdio, map[string]func(context.Context, []string, IO) error{
 		"list": alertsList, "show": alertsShow, "ack": alertsAck, "rules": alertsRules,
+		"blocks": alertsBlocks, "unblock": alertsUnblock,
 	})
 }
 
@@ -213,6 +215,82 @@ func alertsAck(ctx context.Context, args []string, stdio IO) error {
 		return err
 	}
 	fmt.Fprintf(stdio.Stdout, "acknowledged %s (%s, %d events); its pattern's next event opens a new alert\n", a.ID, a.Rule, a.Count)
+	return nil
+}
+
+// alertsBlocks lists the IPs the guard refuses now.
+func alertsBlocks(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts blocks", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("custos alerts blocks: takes no arguments")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	list, err := n.Store.IPBlocks(ctx, time.Now())
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		type blockJSON struct {
+			IP        string    `json:"ip"`
+			Until     time.Time `json:"until"`
+			Reason    string    `json:"reason"`
+			CreatedAt time.Time `json:"created_at"`
+		}
+		out := make([]blockJSON, 0, len(list))
+		for _, b := range list {
+			out = append(out, blockJSON{b.IP, b.Until, b.Reason, b.CreatedAt})
+		}
+		return writeJSONOut(stdio.Stdout, out)
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(stdio.Stdout, "no IP is blocked")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdio.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "IP\tUNTIL\tSINCE\tREASON")
+	for _, b := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.IP, fmtTime(b.Until), fmtTime(b.CreatedAt), b.Reason)
+	}
+	return tw.Flush()
+}
+
+// alertsUnblock lifts a block.
+func alertsUnblock(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("alerts unblock", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	note := fs.String("note", "", "why the block is lifted (required; recorded in the audit log)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || net.ParseIP(fs.Arg(0)) == nil {
+		return usagef("custos alerts unblock: give exactly one IP address")
+	}
+	if *note == "" {
+		return usagef("custos alerts unblock: --note is required: say why")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	if err := n.UnblockIP(ctx, fs.Arg(0), actor(), *note); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%s is not blocked", fs.Arg(0))
+		}
+		return err
+	}
+	fmt.Fprintf(stdio.Stdout, "lifted the block on %s; guards see it within a second\n", fs.Arg(0))
 	return nil
 }
 

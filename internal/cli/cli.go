@@ -57,7 +57,7 @@ Usage:
   custos accounts add|disable|list
   custos token inspect [TOKEN]
   custos audit verify|prove|check-proof|query|hold|retention|prune
-  custos alerts list|show|ack|rules
+  custos alerts list|show|ack|rules|blocks|unblock
   custos simulate breach [--customers N] [--json]
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint

@@ -60,6 +60,8 @@ type Config struct {
 	// Webhooks names the webhooks each alert raised is delivered to
 	// (Deliverer sends them): the deliveries are stored with the alert.
 	Webhooks []string
+	// Responder carries out rules' automatic responses; nil for none.
+	Responder Responder
 	// Poll is how often a detector that has caught up looks for new
 	// events; 0 means DefaultPoll.
 	Poll time.Duration
@@ -82,6 +84,8 @@ type Detector struct {
 	latest    time.Time
 	// stale: the rules saw a batch that was not stored.
 	stale bool
+	// responded is when each response was last done, by action and target.
+	responded map[string]time.Time
 	// initial is where a detector seen for the first time started.
 	initial uint64
 	next    atomic.Uint64
@@ -99,7 +103,20 @@ type firing struct {
 	group string
 	index uint64
 	at    time.Time
+	// What a response acts on, from the event.
+	ip, subject, family string
 }
+
+// Responder carries out automatic responses. Each is idempotent: doing one
+// twice does no more than doing it once.
+type Responder interface {
+	BlockIP(ctx context.Context, ip string, until time.Time, reason string) error
+	RevokeFamily(ctx context.Context, family string, at time.Time) (int, error)
+	RevokeSubject(ctx context.Context, subject string, at time.Time) (int, error)
+}
+
+// EventAlertResponse records an automatic response (class alert).
+const EventAlertResponse = "alert_response"
 
 func alertKey(rule, group string) string { return rule + "\x00" + group }
 
@@ -292,7 +309,12 @@ func (d *Detector) feed(b batch) []firing {
 		}
 		for j, ev := range d.evals {
 			if group, fire := ev.feed(e); fire {
-				fired = append(fired, firing{rule: d.cfg.Rules.Rules[j], group: group, index: idx, at: e.Time})
+				f := firing{rule: d.cfg.Rules.Rules[j], group: group, index: idx, at: e.Time}
+				if f.rule.Response != nil {
+					f.ip, f.subject = e.IP, e.Subject
+					f.family, _ = e.Fields["family"].(string)
+				}
+				fired = append(fired, f)
 			}
 		}
 	}
@@ -345,9 +367,17 @@ func (d *Detector) process(ctx context.Context, b batch) (int, error) {
 	if len(d.marks) > 0 && d.maxWindow > 0 {
 		next.Warm = d.marks[0].first
 	}
+	// Responses go first: if storing the batch then fails, the batch is
+	// read again and they are done again, which changes nothing.
+	responses, err := d.respond(ctx, fired)
+	if err != nil {
+		d.stale = true
+		return 0, err
+	}
 	var created []store.Alert
 	for attempt := 0; ; attempt++ {
 		det, open, err := d.detection(fired, next)
+		det.Events = append(det.Events, responses...)
 		if err == nil {
 			err = d.cfg.Store.SaveDetection(ctx, det)
 		}
@@ -374,6 +404,66 @@ func (d *Detector) process(ctx context.Context, b batch) (int, error) {
 		}
 	}
 	return int(b.to - b.from), nil
+}
+
+// respondAgain is how soon the same response to the same target is done
+// again.
+const respondAgain = time.Minute
+
+// respond carries out the responses of the rules that fired, once per
+// action and target in a while, and returns their audit events.
+func (d *Detector) respond(ctx context.Context, fired []firing) ([][]byte, error) {
+	var events [][]byte
+	now := d.cfg.Now()
+	for _, f := range fired {
+		r := f.rule.Response
+		if r == nil || d.cfg.Responder == nil {
+			continue
+		}
+		target := map[string]string{ActionBlockIP: f.ip, ActionRevokeFamily: f.family, ActionForceRelogin: f.subject}[r.Action]
+		key := r.Action + " " + target
+		if target == "" || now.Sub(d.responded[key]) < respondAgain {
+			continue
+		}
+		fields := map[string]any{"rule": f.rule.Name, "action": r.Action, "first_index": int64(f.index)}
+		ev := event.Event{Time: now, Class: event.ClassAlert, Type: EventAlertResponse, Actor: "system", Fields: fields}
+		var err error
+		switch r.Action {
+		case ActionBlockIP:
+			until := now.Add(r.For)
+			err = d.cfg.Responder.BlockIP(ctx, f.ip, until, f.rule.Name)
+			ev.IP, fields["until"] = f.ip, until.UTC().Format(time.RFC3339)
+		case ActionRevokeFamily:
+			var n int
+			n, err = d.cfg.Responder.RevokeFamily(ctx, f.family, now)
+			fields["family"], fields["revoked"] = f.family, int64(n)
+		case ActionForceRelogin:
+			var n int
+			n, err = d.cfg.Responder.RevokeSubject(ctx, f.subject, now)
+			ev.Subject, fields["revoked"] = f.subject, int64(n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("detect: rule %s: %s %s: %w", f.rule.Name, r.Action, target, err)
+		}
+		if d.responded == nil || len(d.responded) > 100_000 {
+			for k, at := range d.responded {
+				if now.Sub(at) >= respondAgain {
+					delete(d.responded, k)
+				}
+			}
+			if d.responded == nil {
+				d.responded = map[string]time.Time{}
+			}
+		}
+		d.responded[key] = now
+		b, err := d.cfg.Encode(ev)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, b)
+		d.cfg.Logger.Warn("detect: automatic response", "rule", f.rule.Name, "action", r.Action, "ip", ev.IP, "subject", ev.Subject)
+	}
+	return events, nil
 }
 
 // rebuild starts the rules afresh from the stored position, as New does.

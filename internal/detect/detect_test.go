@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -365,4 +366,86 @@ func mixedStream(n int) []event.Event {
 		out[i].Time = t0.Add(time.Duration(i) * time.Millisecond)
 	}
 	return out
+}
+
+// fakeResponder records responses.
+type fakeResponder struct {
+	mu                          sync.Mutex
+	blocked, families, relogins []string
+}
+
+func (f *fakeResponder) BlockIP(_ context.Context, ip string, until time.Time, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blocked = append(f.blocked, ip+" "+reason)
+	return nil
+}
+
+func (f *fakeResponder) RevokeFamily(_ context.Context, family string, _ time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.families = append(f.families, family)
+	return 3, nil
+}
+
+func (f *fakeResponder) RevokeSubject(_ context.Context, subject string, _ time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.relogins = append(f.relogins, subject)
+	return 2, nil
+}
+
+// Responses run once per action and target in a while, and are recorded:
+// the built-in forged_token rule blocks the forger's IPs; a rules file can
+// revoke a reused refresh token's family or make a subject sign in again.
+func TestResponses(t *testing.T) {
+	e := newEnv(t)
+	rules, err := detect.ParseRules("r.rules", strings.NewReader(detect.DefaultRulesText()+`
+rule reused_family
+    title Reuse
+    severity low
+    reference test
+    match type=refresh_reused
+    group family
+    response revoke_family
+
+rule relogin
+    title Relogin
+    severity low
+    reference test
+    match type=session_hijack_suspected
+    response force_relogin
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &fakeResponder{}
+	d, err := detect.New(t.Context(), detect.Config{Rules: rules, Store: e.st, Encode: e.al.Encode, Responder: resp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		e.emit(t, forged(i, "kid-legacy")) // IPs 203.0.113.0 to .3
+	}
+	e.emit(t,
+		event.Event{Class: event.ClassToken, Type: "refresh_reused", Client: "shop-app", Fields: map[string]any{"family": "fam_1"}},
+		event.Event{Class: event.ClassToken, Type: "refresh_reused", Client: "shop-app", Fields: map[string]any{"family": "fam_1"}},
+		event.Event{Class: event.ClassAuthn, Type: "session_hijack_suspected", Subject: "acc_7"},
+	)
+	drain(t, d)
+	slices.Sort(resp.blocked)
+	if want := []string{"203.0.113.0 forged_token", "203.0.113.1 forged_token", "203.0.113.2 forged_token", "203.0.113.3 forged_token"}; !slices.Equal(resp.blocked, want) {
+		t.Errorf("blocked %q, want %q", resp.blocked, want)
+	}
+	if !slices.Equal(resp.families, []string{"fam_1"}) || !slices.Equal(resp.relogins, []string{"acc_7"}) {
+		t.Errorf("families %q, relogins %q", resp.families, resp.relogins)
+	}
+	var recorded []string
+	e.al.Query(t.Context(), audit.Filter{Types: []string{detect.EventAlertResponse}}, func(r audit.Record) error {
+		recorded = append(recorded, r.Event.Fields["action"].(string))
+		return nil
+	})
+	if len(recorded) != 6 {
+		t.Errorf("%d alert_response events, want 6: %q", len(recorded), recorded)
+	}
 }

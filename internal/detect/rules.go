@@ -81,7 +81,34 @@ type Rule struct {
 	// Use names a rule written in Go; Params are its settings.
 	Use    string
 	Params map[string]string
+
+	// Response is what the detector does, on its own, each time the rule
+	// fires; nil for nothing.
+	Response *Response
 }
+
+// Response is an automatic response to a rule firing.
+type Response struct {
+	// Action is ActionBlockIP, ActionRevokeFamily or ActionForceRelogin.
+	Action string
+	// For is how long a block lasts.
+	For time.Duration
+}
+
+// Automatic responses.
+const (
+	// ActionBlockIP: the guard refuses the firing event's IP for a while.
+	ActionBlockIP = "block_ip"
+	// ActionRevokeFamily: the refresh-token family the firing event
+	// names (field family) is revoked, and its access tokens with it.
+	ActionRevokeFamily = "revoke_family"
+	// ActionForceRelogin: every token of the firing event's subject is
+	// revoked: they sign in again.
+	ActionForceRelogin = "force_relogin"
+)
+
+// maxBlock bounds a block_ip response.
+const maxBlock = 24 * time.Hour
 
 // Distinct is a distinct-values threshold.
 type Distinct struct {
@@ -432,6 +459,13 @@ func (p *rulesParser) directive(n int, name string, args []string) {
 			return
 		}
 		r.Use = args[0]
+	case "response":
+		resp, err := parseResponse(args)
+		if err != nil {
+			p.errorf(n, "%v", err)
+			return
+		}
+		r.Response = resp
 	case "param":
 		if len(args) != 2 || !fieldName.MatchString(args[0]) {
 			p.errorf(n, "param takes a name and a value: param retired_grace 15m")
@@ -445,6 +479,20 @@ func (p *rulesParser) directive(n int, name string, args []string) {
 	default:
 		p.errorf(n, "unknown rule directive %q", name)
 	}
+}
+
+func parseResponse(args []string) (*Response, error) {
+	switch {
+	case len(args) == 2 && args[0] == ActionBlockIP:
+		d, err := time.ParseDuration(args[1])
+		if err != nil || d < time.Minute || d > maxBlock {
+			return nil, fmt.Errorf("response block_ip %q: want a duration from 1m to %v", args[1], maxBlock)
+		}
+		return &Response{Action: ActionBlockIP, For: d}, nil
+	case len(args) == 1 && (args[0] == ActionRevokeFamily || args[0] == ActionForceRelogin):
+		return &Response{Action: args[0]}, nil
+	}
+	return nil, errors.New("response takes block_ip DURATION, revoke_family or force_relogin")
 }
 
 // keys parses keys: names of [a-z0-9_], alternatives joined by "|".

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos/internal/detect"
@@ -53,6 +54,7 @@ func (n *Node) Detector(ctx context.Context, rules *detect.Rules, hooks []detect
 	}
 	return detect.New(ctx, detect.Config{
 		Rules: rules, Store: n.Store, Encode: n.Audit.Encode, Now: n.cfg.Issuance.Now, Logger: n.log, Webhooks: names,
+		Responder: responder{n},
 		OnAlert: func(a store.Alert) {
 			n.log.Warn("alert raised", "alert", a.ID, "rule", a.Rule, "severity", a.Severity, "group", a.Group, "title", a.Title)
 		},
@@ -96,4 +98,94 @@ func (n *Node) AckAlert(ctx context.Context, id, actor, note string) (store.Aler
 		return a, err
 	}
 	return a, nil
+}
+
+// responder carries out detection rules' automatic responses on the node.
+type responder struct{ n *Node }
+
+func (r responder) BlockIP(ctx context.Context, ip string, until time.Time, reason string) error {
+	now := now(r.n.cfg)
+	err := r.n.Store.BlockIP(ctx, store.IPBlock{IP: ip, Until: until, Reason: "rule " + reason, CreatedAt: now, UpdatedAt: now}, nil)
+	if err == nil {
+		r.n.blocks.invalidate()
+	}
+	return err
+}
+
+func (r responder) RevokeFamily(ctx context.Context, family string, at time.Time) (int, error) {
+	return r.n.Store.RevokeFamily(ctx, family, at)
+}
+
+func (r responder) RevokeSubject(ctx context.Context, subject string, at time.Time) (int, error) {
+	return r.n.Store.RevokeSubject(ctx, subject, at)
+}
+
+// blockInterval is how long the guard goes on a list of blocked IPs
+// before reading it again: another process's block takes effect within it.
+const blockInterval = time.Second
+
+// blocklist is the blocked IPs, read from the store at most every
+// blockInterval, off the request path.
+type blocklist struct {
+	n       *Node
+	ips     atomic.Pointer[map[string]time.Time]
+	loaded  atomic.Int64 // unix nanoseconds
+	loading atomic.Bool
+}
+
+// blocked reports whether ip is blocked at now. The first call reads the
+// list; later ones use it and refresh it in the background when stale.
+func (b *blocklist) blocked(ip string, now time.Time) bool {
+	m := b.ips.Load()
+	if m == nil {
+		b.load()
+		m = b.ips.Load()
+	} else if time.Since(time.Unix(0, b.loaded.Load())) > blockInterval && b.loading.CompareAndSwap(false, true) {
+		go func() { defer b.loading.Store(false); b.load() }()
+	}
+	if m == nil {
+		return false // the store could not be read; logged in load
+	}
+	until, ok := (*m)[ip]
+	return ok && now.Before(until)
+}
+
+func (b *blocklist) load() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	list, err := b.n.Store.IPBlocks(ctx, now(b.n.cfg))
+	if err != nil {
+		b.n.log.Error("guard: the blocked IPs could not be read; using the last list", "err", err)
+		return
+	}
+	m := make(map[string]time.Time, len(list))
+	for _, bl := range list {
+		m[bl.IP] = bl.Until
+	}
+	b.ips.Store(&m)
+	b.loaded.Store(time.Now().UnixNano())
+}
+
+// invalidate makes the next check read the list again, before it answers:
+// a block this process placed or lifted holds from its next request.
+func (b *blocklist) invalidate() { b.ips.Store(nil) }
+
+// EventIPUnblocked records an operator lifting a block (class admin).
+const EventIPUnblocked = "ip_unblocked"
+
+// UnblockIP lifts the block on ip, recording who did it and why.
+func (n *Node) UnblockIP(ctx context.Context, ip, actor, note string) error {
+	note = strings.TrimSpace(note)
+	if note == "" || len(note) > maxAckNote {
+		return fmt.Errorf("lifting a block needs a note of 1 to %d bytes: why", maxAckNote)
+	}
+	ev, err := n.Audit.Encode(event.Event{Class: event.ClassAdmin, Type: EventIPUnblocked, Actor: actor, IP: ip, Fields: map[string]any{"note": note}})
+	if err != nil {
+		return err
+	}
+	if err := n.Store.UnblockIP(ctx, ip, now(n.cfg), ev); err != nil {
+		return err
+	}
+	n.blocks.invalidate()
+	return nil
 }

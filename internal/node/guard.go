@@ -61,7 +61,8 @@ func (n *Node) Guard(ctx context.Context, gc GuardConfig, upstream http.Handler)
 	if gc.Spool != nil {
 		rec = &spoolingRecorder{audit: n.Audit, spool: gc.Spool, log: n.log}
 	}
-	g, err := guard.New(guard.Config{Policy: gc.Policy, Verifier: v, Recorder: rec, Now: n.cfg.Issuance.Now, Logger: n.log})
+	g, err := guard.New(guard.Config{Policy: gc.Policy, Verifier: v, Recorder: rec, Now: n.cfg.Issuance.Now, Logger: n.log,
+		Blocked: n.blocks.blocked})
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/custos-dev/custos/guard"
 	"github.com/custos-dev/custos/internal/audit"
+	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/node"
 	"github.com/custos-dev/custos/internal/spool"
@@ -343,5 +344,78 @@ route GET /customers/{id}/orders
 	}
 	if _, ok := reads["acc_99"]; ok {
 		t.Error("the refused read is recorded as a read")
+	}
+}
+
+// A forged token raises forged_token, whose response blocks the forger's
+// IP: the guard then refuses that IP even a token custos issued, while
+// other IPs go on; an operator lifts the block.
+func TestForgedTokenBlocksItsIP(t *testing.T) {
+	n, base := startNode(t, nil)
+	_, forge := stolenKey(t, n, base)
+	_, token := service(t, n, base)
+	tok := token()
+	policy, err := guard.ParsePolicy("orders.policy", strings.NewReader(`custos-guard-policy v1
+route GET /customers/{id}/orders
+    subject path id
+    staff-scope orders:read
+    data order_history
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"orders":[]}`)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(ip, tok string) (int, string) {
+		r := httptest.NewRequest("GET", "/customers/acc_1/orders", nil)
+		r.RemoteAddr = ip + ":5555"
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.Header.Set(guard.PurposeHeader, "support")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	if code, _ := get("203.0.113.66", tok); code != 200 {
+		t.Fatalf("before: %d", code)
+	}
+	if code, _ := get("203.0.113.66", forge("orders-svc")); code != 401 {
+		t.Fatalf("forged: %d", code)
+	}
+	d, err := n.Detector(t.Context(), detect.DefaultRules(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		k, err := d.Step(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			break
+		}
+	}
+	if code, body := get("203.0.113.66", tok); code != 403 || !strings.Contains(body, "ip_blocked") {
+		t.Fatalf("a token custos issued, from the forger's IP: %d %s", code, body)
+	}
+	if code, _ := get("203.0.113.67", tok); code != 200 {
+		t.Fatalf("another IP: %d", code)
+	}
+	if err := n.UnblockIP(t.Context(), "203.0.113.66", "test", "false positive: our NAT"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get("203.0.113.66", tok); code != 200 {
+		t.Fatalf("after lifting the block: %d", code)
+	}
+	var kinds []string
+	n.Audit.Query(t.Context(), audit.Filter{Types: []string{detect.EventAlertResponse, node.EventIPUnblocked}}, func(r audit.Record) error {
+		kinds = append(kinds, r.Event.Type+" "+r.Event.IP)
+		return nil
+	})
+	if strings.Join(kinds, ",") != "alert_response 203.0.113.66,ip_unblocked 203.0.113.66" {
+		t.Errorf("recorded %q", kinds)
 	}
 }

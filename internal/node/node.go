@@ -101,6 +101,8 @@ type Node struct {
 	log       *slog.Logger
 	// demoShop is the demo shop behind the guard, with Demo.
 	demoShop http.Handler
+	// blocks is the IPs the guard refuses (detection's block_ip).
+	blocks blocklist
 }
 
 // Open opens the data directory and assembles a node. Close it when done.
@@ -133,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, Store: st, log: cfg.Logger}
+	n.blocks.n = n
 	fail := func(err error) (*Node, error) {
 		if n.Log != nil {
 			n.Log.Close()

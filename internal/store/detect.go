@@ -82,3 +82,12 @@ type AlertFilter struct {
 	Rule  string
 	Limit int
 }
+
+// IPBlock is a client IP the guard refuses until Until.
+type IPBlock struct {
+	IP        string
+	Until     time.Time
+	Reason    string // the rule (or operator) that blocked it, and why
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}

@@ -195,3 +195,59 @@ func (s *Store) AckAlert(ctx context.Context, a store.Alert, ev []byte) error {
 		return s.appendEvents(ctx, tx, [][]byte{ev})
 	})
 }
+
+// BlockIP blocks b.IP until b.Until, or keeps a later block already there,
+// and appends ev (its audit event, encoded; may be nil) in the same
+// transaction.
+func (s *Store) BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ip_blocks (ip, until, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (ip) DO UPDATE SET
+				until = max(until, excluded.until),
+				reason = CASE WHEN excluded.until > until THEN excluded.reason ELSE reason END,
+				updated_at = excluded.updated_at`,
+			b.IP, ts(b.Until), b.Reason, ts(b.CreatedAt), ts(b.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if ev == nil {
+			return nil
+		}
+		return s.appendEvents(ctx, tx, [][]byte{ev})
+	})
+}
+
+// IPBlocks returns the blocks in force at now, by IP.
+func (s *Store) IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT ip, until, reason, created_at, updated_at FROM ip_blocks WHERE until > ? ORDER BY ip`, ts(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.IPBlock
+	for rows.Next() {
+		var b store.IPBlock
+		var until, created, updated int64
+		if err := rows.Scan(&b.IP, &until, &b.Reason, &created, &updated); err != nil {
+			return nil, err
+		}
+		b.Until, b.CreatedAt, b.UpdatedAt = tm(until), tm(created), tm(updated)
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// UnblockIP lifts the block on ip at now and appends ev in the same
+// transaction; store.ErrNotFound if no block on ip is in force.
+func (s *Store) UnblockIP(ctx context.Context, ip string, now time.Time, ev []byte) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM ip_blocks WHERE ip = ? AND until > ?`, ip, ts(now))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("no block on %s: %w", ip, store.ErrNotFound)
+		}
+		return s.appendEvents(ctx, tx, [][]byte{ev})
+	})
+}

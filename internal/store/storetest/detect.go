@@ -122,3 +122,37 @@ func testDetection(t *testing.T, b Backend) {
 		t.Fatalf("log holds %d entries, want 2 (the first detection's event and the acknowledgement)", ls.Sequenced)
 	}
 }
+
+// testIPBlocks checks blocks: a later block wins, an earlier one does not
+// shorten it, expired ones are not in force, lifting one is recorded.
+func testIPBlocks(t *testing.T, b Backend) {
+	ctx := t.Context()
+	_, err := b.InitLog(ctx, "example.com/log")
+	must(t, err)
+	must(t, b.BlockIP(ctx, store.IPBlock{IP: "203.0.113.9", Until: t0.Add(time.Hour), Reason: "forged_token", CreatedAt: t0, UpdatedAt: t0}, []byte(`{"b":1}`)))
+	must(t, b.BlockIP(ctx, store.IPBlock{IP: "203.0.113.9", Until: t0.Add(time.Minute), Reason: "other", CreatedAt: t0, UpdatedAt: t0.Add(time.Second)}, nil))
+	must(t, b.BlockIP(ctx, store.IPBlock{IP: "198.51.100.1", Until: t0.Add(time.Minute), Reason: "spray", CreatedAt: t0, UpdatedAt: t0}, nil))
+	blocks, err := b.IPBlocks(ctx, t0)
+	must(t, err)
+	if len(blocks) != 2 || blocks[1].IP != "203.0.113.9" || !blocks[1].Until.Equal(t0.Add(time.Hour)) || blocks[1].Reason != "forged_token" {
+		t.Fatalf("blocks %+v", blocks)
+	}
+	must(t, b.BlockIP(ctx, store.IPBlock{IP: "203.0.113.9", Until: t0.Add(2 * time.Hour), Reason: "again", CreatedAt: t0, UpdatedAt: t0.Add(time.Minute)}, nil))
+	blocks, err = b.IPBlocks(ctx, t0.Add(30*time.Minute))
+	must(t, err)
+	if len(blocks) != 1 || !blocks[0].Until.Equal(t0.Add(2*time.Hour)) || blocks[0].Reason != "again" || !blocks[0].CreatedAt.Equal(t0) {
+		t.Fatalf("blocks after 30 min %+v", blocks)
+	}
+	mustErr(t, b.UnblockIP(ctx, "198.51.100.1", t0.Add(30*time.Minute), []byte(`{"u":0}`)), store.ErrNotFound)
+	must(t, b.UnblockIP(ctx, "203.0.113.9", t0.Add(30*time.Minute), []byte(`{"u":1}`)))
+	blocks, err = b.IPBlocks(ctx, t0)
+	must(t, err)
+	if len(blocks) != 1 || blocks[0].IP != "198.51.100.1" {
+		t.Fatalf("blocks after lifting %+v", blocks)
+	}
+	ls, err := b.LogState(ctx)
+	must(t, err)
+	if ls.Sequenced != 2 {
+		t.Fatalf("%d events recorded, want 2", ls.Sequenced)
+	}
+}

@@ -52,6 +52,9 @@ type Backend interface {
 	AckAlert(ctx context.Context, a store.Alert, ev []byte) error
 	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error)
 	RecordDelivery(ctx context.Context, d store.AlertDelivery) error
+	BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error
+	IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error)
+	UnblockIP(ctx context.Context, ip string, now time.Time, ev []byte) error
 
 	CreateAccount(ctx context.Context, a store.Account) error
 	CreateAccounts(ctx context.Context, as []store.Account) error

@@ -35,6 +35,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Witness", testWitness},
 		{"Holds", testHolds},
 		{"Detection", testDetection},
+		{"IPBlocks", testIPBlocks},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {
