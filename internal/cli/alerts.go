@@ -9,9 +9,11 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/detect"
@@ -102,9 +104,14 @@ func alertsList(ctx context.Context, args []string, stdio IO) error {
 	return tw.Flush()
 }
 
+// orDash is s for a terminal: "-" when empty, quoted when it holds what a
+// terminal would act on (groups come from events, which come from outside).
 func orDash(s string) string {
 	if s == "" {
 		return "-"
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
+		return strconv.Quote(s)
 	}
 	return s
 }
@@ -171,7 +178,7 @@ func alertsShow(ctx context.Context, args []string, stdio IO) error {
 	fmt.Fprintf(w, "count     %d events, log entries %d to %d\nfirst     %s\nlast      %s\nraised    %s\n",
 		a.Count, a.FirstIndex, a.LastIndex, fmtTime(a.FirstAt), fmtTime(a.LastAt), fmtTime(a.RaisedAt))
 	if a.State == store.AlertAcked {
-		fmt.Fprintf(w, "acked     %s by %s: %s\n", fmtTime(a.AckedAt), a.AckedBy, a.AckNote)
+		fmt.Fprintf(w, "acked     %s by %s: %s\n", fmtTime(a.AckedAt), orDash(a.AckedBy), orDash(a.AckNote))
 	}
 	for i, r := range evidence {
 		label := "first event"

@@ -31,8 +31,8 @@ var readBaselineRule = codeRule{
 	check: func(params map[string]string) error {
 		return checkParams(params, baselineParams, func(name, v string) error {
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || name == "customers" && n < 1000 {
-				return errors.New("want a positive number (customers: at least 1000)")
+			if err != nil || n < 1 || n > 10_000_000 || name == "customers" && n < 1000 {
+				return errors.New("want a number from 1 to 10000000 (customers: at least 1000)")
 			}
 			return nil
 		})

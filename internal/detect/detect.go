@@ -237,7 +237,8 @@ func (d *Detector) replay(ctx context.Context, from, to uint64) error {
 
 // batch is entries [from, to) of the log, decoded.
 type batch struct {
-	from, to uint64
+	asked    uint64 // where the fetch was asked to start
+	from, to uint64 // from is past asked only where retention pruned
 	events   []event.Event
 	bad      []error // why an entry did not decode
 	err      error
@@ -248,14 +249,16 @@ type batch struct {
 func (d *Detector) fetch(ctx context.Context, from uint64) batch {
 	ls, err := d.cfg.Store.LogState(ctx)
 	if err != nil {
-		return batch{from: from, to: from, err: fmt.Errorf("detect: %w", err)}
+		return batch{asked: from, from: from, to: from, err: fmt.Errorf("detect: %w", err)}
 	}
-	from = max(from, ls.Pruned)
-	return d.fetchRange(ctx, from, min(ls.Sequenced, from+uint64(d.cfg.Batch)))
+	start := max(from, ls.Pruned)
+	b := d.fetchRange(ctx, start, min(ls.Sequenced, start+uint64(d.cfg.Batch)))
+	b.asked = from
+	return b
 }
 
 func (d *Detector) fetchRange(ctx context.Context, from, to uint64) batch {
-	b := batch{from: from, to: to}
+	b := batch{asked: from, from: from, to: to}
 	if to <= from {
 		b.to = from
 		return b
@@ -353,8 +356,8 @@ func (d *Detector) process(ctx context.Context, b batch) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
-	if b.from < d.state.Next || b.to <= b.from {
-		return 0, nil // nothing new, or read before the last batch was stored
+	if b.asked != d.state.Next || b.to <= b.from {
+		return 0, nil // nothing new, or fetched for another position
 	}
 	if b.from > d.state.Next {
 		// Retention pruned what the detector had not read.

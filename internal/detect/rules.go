@@ -554,10 +554,14 @@ func parseCond(s string) (Cond, error) {
 	return c, nil
 }
 
+// maxThreshold bounds count and distinct: a group keeps a few times its
+// threshold in memory.
+const maxThreshold = 10_000
+
 func (p *rulesParser) positive(n int, s string) int {
 	v, err := strconv.Atoi(s)
-	if err != nil || v < 1 || v > 1_000_000 {
-		p.errorf(n, "%q: want a number from 1 to 1000000", s)
+	if err != nil || v < 1 || v > maxThreshold {
+		p.errorf(n, "%q: want a number from 1 to %d", s, maxThreshold)
 		return 0
 	}
 	return v

@@ -25,8 +25,8 @@ var sessionOriginRule = codeRule{
 	params: sessionParams,
 	check: func(params map[string]string) error {
 		return checkParams(params, sessionParams, func(name, v string) error {
-			if n, err := strconv.Atoi(v); err != nil || n < 1000 {
-				return errors.New("want a number of at least 1000")
+			if n, err := strconv.Atoi(v); err != nil || n < 1000 || n > 10_000_000 {
+				return errors.New("want a number from 1000 to 10000000")
 			}
 			return nil
 		})

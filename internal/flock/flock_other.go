@@ -4,6 +4,11 @@
 // released or until it exits.
 package flock
 
+import "errors"
+
+// ErrHeld: another holder has the lock. It is never returned here.
+var ErrHeld = errors.New("held by another process")
+
 // Lock does not lock on this system: run one holder at a time.
 func Lock(path string) (unlock func() error, err error) {
 	return func() error { return nil }, nil

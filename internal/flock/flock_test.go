@@ -1,6 +1,7 @@
 package flock
 
 import (
+	"errors"
 	"path/filepath"
 	"testing"
 )
@@ -11,8 +12,8 @@ func TestLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Lock(path); err == nil {
-		t.Fatal("a held lock was taken again")
+	if _, err := Lock(path); !errors.Is(err, ErrHeld) {
+		t.Fatalf("a held lock taken again: %v", err)
 	}
 	if err := unlock(); err != nil {
 		t.Fatal(err)

@@ -5,14 +5,18 @@
 package flock
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 )
 
+// ErrHeld: another holder, in this process or another, has the lock.
+var ErrHeld = errors.New("held by another process")
+
 // Lock takes an exclusive lock on path (created 0600 if need be) without
-// waiting. It fails if another holder, in this process or another, has it.
+// waiting. It fails with ErrHeld if another holder has it.
 func Lock(path string) (unlock func() error, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -20,7 +24,10 @@ func Lock(path string) (unlock func() error, err error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("%s is held by another process: %w", path, err)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", path, ErrHeld)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	return f.Close, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/event"
@@ -21,9 +23,12 @@ import (
 // returns nil.
 func (n *Node) Detect(ctx context.Context, rules *detect.Rules, hooks []detect.Webhook) error {
 	unlock, err := flock.Lock(filepath.Join(n.cfg.DataDir, "detect.lock"))
-	if err != nil {
-		n.log.Info("detection runs in another process on this data directory", "err", err)
+	if errors.Is(err, flock.ErrHeld) {
+		n.log.Info("detection runs in another process on this data directory")
 		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detection: %w", err)
 	}
 	defer unlock()
 	d, err := n.Detector(ctx, rules, hooks)
@@ -70,13 +75,19 @@ var (
 // maxAckNote bounds an acknowledgement's note.
 const maxAckNote = 500
 
+// printableNote reports whether a note is valid UTF-8 without control
+// characters: it is printed on operators' terminals.
+func printableNote(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' })
+}
+
 // AckAlert marks an open alert acknowledged by actor, with a note, and
 // records it (alert_acknowledged). The pattern's next firing opens a new
 // alert.
 func (n *Node) AckAlert(ctx context.Context, id, actor, note string) (store.Alert, error) {
 	note = strings.TrimSpace(note)
-	if note == "" || len(note) > maxAckNote {
-		return store.Alert{}, fmt.Errorf("an acknowledgement needs a note of 1 to %d bytes: what was done", maxAckNote)
+	if note == "" || len(note) > maxAckNote || !printableNote(note) {
+		return store.Alert{}, fmt.Errorf("an acknowledgement needs a note of 1 to %d bytes of printable text: what was done", maxAckNote)
 	}
 	a, err := n.Store.Alert(ctx, id)
 	if err != nil {
@@ -176,8 +187,8 @@ const EventIPUnblocked = "ip_unblocked"
 // UnblockIP lifts the block on ip, recording who did it and why.
 func (n *Node) UnblockIP(ctx context.Context, ip, actor, note string) error {
 	note = strings.TrimSpace(note)
-	if note == "" || len(note) > maxAckNote {
-		return fmt.Errorf("lifting a block needs a note of 1 to %d bytes: why", maxAckNote)
+	if note == "" || len(note) > maxAckNote || !printableNote(note) {
+		return fmt.Errorf("lifting a block needs a note of 1 to %d bytes of printable text: why", maxAckNote)
 	}
 	ev, err := n.Audit.Encode(event.Event{Class: event.ClassAdmin, Type: EventIPUnblocked, Actor: actor, IP: ip, Fields: map[string]any{"note": note}})
 	if err != nil {

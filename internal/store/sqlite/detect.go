@@ -25,8 +25,8 @@ func (s *Store) DetectorState(ctx context.Context, name string) (store.DetectorS
 }
 
 // SaveDetection stores a detector's batch in one transaction. It fails
-// with store.ErrConflict, changing nothing, if the stored state is not at
-// d.PrevNext (another detector moved it), if a grown alert is no longer
+// with store.ErrConflict, changing nothing, if a state is stored and is not
+// at d.PrevNext (another detector moved it), if a grown alert is no longer
 // open (an operator acknowledged it), or if a created alert's rule and
 // group already have an open alert.
 func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
@@ -38,9 +38,9 @@ func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			if d.PrevNext != 0 {
-				return fmt.Errorf("detector %q is not at %d: %w", st.Name, d.PrevNext, store.ErrConflict)
-			}
+			// No row at PrevNext: the detector's first save (wherever
+			// it started: a pruned log starts past 0), or another
+			// detector's row at another position.
 			_, err := tx.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, warm_index, rules_sha256, updated_at) VALUES (?, ?, ?, ?, ?)`,
 				st.Name, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt))
 			if isUnique(err) {

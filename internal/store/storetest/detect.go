@@ -70,6 +70,11 @@ func testDetection(t *testing.T, b Backend) {
 	mustErr(t, b.SaveDetection(ctx, stale), store.ErrConflict)
 	stale.PrevNext = 0 // a second first save
 	mustErr(t, b.SaveDetection(ctx, stale), store.ErrConflict)
+	// A first save from past 0 (a detector new to a pruned log).
+	must(t, b.SaveDetection(ctx, store.Detection{State: store.DetectorState{Name: "late", Next: 500, Warm: 400, UpdatedAt: t0}, PrevNext: 400}))
+	if got, err := b.DetectorState(ctx, "late"); err != nil || got.Next != 500 {
+		t.Fatalf("a first save from 400: %+v, %v", got, err)
+	}
 	if _, err := b.Alert(ctx, "x-1"); err == nil {
 		t.Fatal("a refused detection created its alert")
 	}
