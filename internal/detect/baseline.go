@@ -63,6 +63,10 @@ type readHistory struct {
 	avg   float64   // reads per hour before it, a moving average
 }
 
+// horizon: a restart re-reads the current clock hour, so the hour's count
+// comes out as it was; the average of hours before is lost.
+func (b *readBaseline) horizon() time.Duration { return time.Hour }
+
 // baselineWeight is how much the last hour moves the average.
 const baselineWeight = 0.1
 

@@ -28,9 +28,11 @@ type Store interface {
 	DetectorState(ctx context.Context, name string) (store.DetectorState, error)
 	SaveDetection(ctx context.Context, d store.Detection) error
 	Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, error)
-	// Keys seeds rules that know signing keys (key_state): a key's
-	// events may be older than anything a restart replays.
+	// Keys and ActiveSessions seed rules written in Go (key_state,
+	// session_origin): what they know may be older than anything a
+	// restart re-reads.
 	Keys(ctx context.Context) ([]store.Key, error)
+	ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 
 // Alert event types (class alert; docs/spec/audit-event.md).
@@ -149,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 			return nil, fmt.Errorf("detect: rule %s: %w", r.Name, err)
 		}
 		d.evals = append(d.evals, ev)
-		d.maxWindow = max(d.maxWindow, r.Window)
+		d.maxWindow = max(d.maxWindow, r.Window, horizonOf(ev))
 	}
 	if err := d.seed(ctx); err != nil {
 		return nil, err
@@ -180,23 +182,29 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 
 // seeder is a rule that starts from what the store knows.
 type seeder interface {
-	seed(keys []store.Key)
+	seed(ctx context.Context, st Store, now time.Time) error
+}
+
+// horizon is a rule written in Go whose state a restart rebuilds by
+// re-reading this far back.
+type horizon interface {
+	horizon() time.Duration
+}
+
+func horizonOf(ev evaluator) time.Duration {
+	if h, ok := ev.(horizon); ok {
+		return h.horizon()
+	}
+	return 0
 }
 
 func (d *Detector) seed(ctx context.Context) error {
-	var keys []store.Key
 	for _, ev := range d.evals {
-		s, ok := ev.(seeder)
-		if !ok {
-			continue
-		}
-		if keys == nil {
-			var err error
-			if keys, err = d.cfg.Store.Keys(ctx); err != nil {
-				return fmt.Errorf("detect: keys: %w", err)
+		if s, ok := ev.(seeder); ok {
+			if err := s.seed(ctx, d.cfg.Store, d.cfg.Now()); err != nil {
+				return fmt.Errorf("detect: %w", err)
 			}
 		}
-		s.seed(keys)
 	}
 	return nil
 }
@@ -297,6 +305,14 @@ func (d *Detector) fetchRange(ctx context.Context, from, to uint64) batch {
 func (d *Detector) feed(b batch) []firing {
 	var fired []firing
 	var latest time.Time
+	// Times past a minute from now are taken as now plus a minute: one
+	// event from a node with a fast clock must not age every window.
+	maxTime := d.cfg.Now().Add(time.Minute)
+	for _, ev := range d.evals {
+		if w, ok := ev.(*windowed); ok {
+			w.maxTime = maxTime
+		}
+	}
 	for i := range b.events {
 		e, idx := &b.events[i], b.from+uint64(i)
 		if b.bad[i] != nil {
@@ -307,10 +323,25 @@ func (d *Detector) feed(b batch) []firing {
 		if e.Class == event.ClassAlert {
 			continue // its own
 		}
-		if e.Time.After(latest) {
-			latest = e.Time
+		t := e.Time
+		if t.After(maxTime) {
+			t = maxTime
 		}
+		if t.After(latest) {
+			latest = t
+		}
+		if t.After(d.latest) {
+			d.latest = t
+		}
+		// An event older than the longest window behind the latest
+		// (one a guard spooled while the log was down) counts in no
+		// window: a restart, which re-reads only that far back, would
+		// not count it either.
+		late := t.Before(d.latest.Add(-d.maxWindow))
 		for j, ev := range d.evals {
+			if _, windowed := ev.(*windowed); late && windowed {
+				continue
+			}
 			if group, fire := ev.feed(e); fire {
 				f := firing{rule: d.cfg.Rules.Rules[j], group: group, index: idx, at: e.Time}
 				if f.rule.Response != nil {

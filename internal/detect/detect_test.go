@@ -449,3 +449,27 @@ rule relogin
 		t.Errorf("%d alert_response events, want 6: %q", len(recorded), recorded)
 	}
 }
+
+// A rule written in Go that counts by the clock hour comes out the same
+// across a restart: the restart re-reads the hour.
+func TestBaselineSurvivesRestart(t *testing.T) {
+	e := newEnv(t)
+	t0 := time.Now().Add(-30 * time.Minute).Truncate(time.Hour)
+	own := func(i int) event.Event {
+		return event.Event{Time: t0.Add(time.Duration(i) * 5 * time.Second), Class: event.ClassAccess, Type: "data_read", Actor: "acc_1", Subject: "acc_1",
+			IP: "198.51.100.1", Client: "shop-app", Fields: map[string]any{"status": int64(200), "route": "GET /me/orders", "data": "order_history"}}
+	}
+	d := e.detector(t, nil)
+	for i := range 180 {
+		e.emit(t, own(i))
+	}
+	drain(t, d)
+	d = e.detector(t, nil) // a restart
+	for i := 180; i < 220; i++ {
+		e.emit(t, own(i))
+	}
+	drain(t, d)
+	if a := alerts(t, e.st)["reads_above_baseline acc_1"]; a.Count != 21 {
+		t.Fatalf("reads_above_baseline after a restart: %+v", a)
+	}
+}

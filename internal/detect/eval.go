@@ -23,8 +23,8 @@ const (
 	// maxGroups bounds the groups a windowed rule counts at once; the
 	// least recently seen are forgotten first.
 	maxGroups = 50_000
-	// minKept is the fewest events a group keeps; it keeps at least four
-	// times its rule's largest threshold.
+	// minKept is the fewest events, and values per distinct key, a group
+	// keeps; it keeps at least four times its rule's thresholds.
 	minKept = 64
 )
 
@@ -33,11 +33,11 @@ func newEvaluator(r *Rule) (evaluator, error) {
 	case r.Use != "":
 		return codeRules[r.Use].start(r)
 	case r.Window > 0:
-		keep := max(minKept, 4*r.Count)
+		keepV := minKept
 		for _, d := range r.Distinct {
-			keep = max(keep, 4*d.N)
+			keepV = max(keepV, 4*d.N)
 		}
-		return &windowed{r: r, keep: keep, groups: lru.New[string, *window](maxGroups)}, nil
+		return &windowed{r: r, keep: max(minKept, 4*r.Count), keepV: keepV, groups: lru.New[string, *window](maxGroups)}, nil
 	}
 	return &filter{r: r}, nil
 }
@@ -67,22 +67,26 @@ func (f *filter) feed(e *event.Event) (string, bool) {
 // windowed is an aggregated data rule.
 type windowed struct {
 	r      *Rule
-	keep   int
+	keep   int // events a group keeps, for count and ratio
+	keepV  int // values a group keeps per distinct key
 	groups *lru.Map[string, *window]
+	// maxTime bounds the event times a window believes: an event dated
+	// in the future (a node with a fast clock) must not expire every
+	// other event in its group. The detector sets it.
+	maxTime time.Time
 }
 
-// window is one group's recent matching events, oldest first.
+// window is one group's recent matching events, by time, and for each
+// distinct key the values seen and when each was last seen.
 type window struct {
-	events   []seen
-	latest   time.Time
-	distinct []map[string]int // per Distinct: value → events holding it
-	flagged  int              // events satisfying the ratio's condition
+	events []seen
+	values []map[string]time.Time
+	latest time.Time
 }
 
 type seen struct {
 	t    time.Time
-	vals []string // per Distinct, "" when absent
-	flag bool
+	flag bool // the ratio's condition holds
 }
 
 func (w *windowed) feed(e *event.Event) (string, bool) {
@@ -93,70 +97,104 @@ func (w *windowed) feed(e *event.Event) (string, bool) {
 	group := groupOf(r.By, e)
 	win, ok := w.groups.Get(group)
 	if !ok {
-		win = &window{distinct: make([]map[string]int, len(r.Distinct))}
-		for i := range win.distinct {
-			win.distinct[i] = map[string]int{}
+		win = &window{values: make([]map[string]time.Time, len(r.Distinct))}
+		for i := range win.values {
+			win.values[i] = map[string]time.Time{}
 		}
 		w.groups.Put(group, win)
 	}
-	if e.Time.After(win.latest) {
-		win.latest = e.Time
+	t := e.Time
+	if !w.maxTime.IsZero() && t.After(w.maxTime) {
+		t = w.maxTime
 	}
-	s := seen{t: e.Time, vals: make([]string, len(r.Distinct))}
-	for i, d := range r.Distinct {
-		s.vals[i], _ = d.Key.value(e)
+	if t.After(win.latest) {
+		win.latest = t
 	}
-	if r.Ratio != nil {
-		s.flag = r.Ratio.Cond.holds(e)
+	// Events are kept in time order: a late one (spooled while the log
+	// was down) goes where its time puts it.
+	s := seen{t: t, flag: r.Ratio != nil && r.Ratio.Cond.holds(e)}
+	i := len(win.events)
+	for i > 0 && win.events[i-1].t.After(t) {
+		i--
 	}
-	win.add(s)
-	cutoff := win.latest.Add(-r.Window)
-	for len(win.events) > 0 && (!win.events[0].t.After(cutoff) || len(win.events) > w.keep) {
-		win.drop()
-	}
-	n := len(win.events)
-	switch {
-	case n < r.Count:
-		return group, false
-	case r.Ratio != nil && win.flagged*100 < r.Ratio.Percent*n:
-		return group, false
-	}
-	for i, d := range r.Distinct {
-		if len(win.distinct[i]) < d.N {
-			return group, false
+	win.events = slices.Insert(win.events, i, s)
+	for j, d := range r.Distinct {
+		if v, ok := d.Key.value(e); ok && t.After(win.values[j][v]) {
+			win.values[j][v] = t
 		}
 	}
-	return group, true
+	fire := w.holds(win, t)
+	w.forget(win)
+	return group, fire
 }
 
-func (win *window) add(s seen) {
-	win.events = append(win.events, s)
-	for i, v := range s.vals {
-		if v != "" {
-			win.distinct[i][v]++
-		}
-	}
-	if s.flag {
-		win.flagged++
-	}
-}
-
-func (win *window) drop() {
-	s := win.events[0]
-	win.events = win.events[1:]
-	for i, v := range s.vals {
-		if v == "" {
+// holds reports whether the thresholds hold over the window ending at t:
+// the events in (t-Window, t], and the values seen since t-Window.
+func (w *windowed) holds(win *window, t time.Time) bool {
+	r := w.r
+	from := t.Add(-r.Window)
+	n, flagged := 0, 0
+	for i := len(win.events) - 1; i >= 0 && win.events[i].t.After(from); i-- {
+		if win.events[i].t.After(t) {
 			continue
 		}
-		if win.distinct[i][v]--; win.distinct[i][v] == 0 {
-			delete(win.distinct[i], v)
+		n++
+		if win.events[i].flag {
+			flagged++
 		}
 	}
-	if s.flag {
-		win.flagged--
+	if n < max(r.Count, 1) || r.Ratio != nil && flagged*100 < r.Ratio.Percent*n {
+		return false
 	}
-	if cap(win.events) > 2*minKept && len(win.events) < cap(win.events)/4 {
-		win.events = slices.Clone(win.events) // give back what the front held
+	for j, d := range r.Distinct {
+		k := 0
+		for _, last := range win.values[j] {
+			if last.After(from) {
+				k++
+			}
+		}
+		if k < d.N {
+			return false
+		}
+	}
+	return true
+}
+
+// forget drops what no later event's window can reach, and bounds what
+// is kept: the latest keep events, and per distinct key the keepV values
+// seen last.
+func (w *windowed) forget(win *window) {
+	cutoff := win.latest.Add(-w.r.Window)
+	drop := 0
+	for drop < len(win.events) && (!win.events[drop].t.After(cutoff) || len(win.events)-drop > w.keep) {
+		drop++
+	}
+	if drop > 0 {
+		win.events = slices.Delete(win.events, 0, drop)
+	}
+	for j := range win.values {
+		vals := win.values[j]
+		if len(vals) <= 2*w.keepV {
+			continue
+		}
+		for v, last := range vals {
+			if !last.After(cutoff) {
+				delete(vals, v)
+			}
+		}
+		if len(vals) > w.keepV {
+			lasts := make([]time.Time, 0, len(vals))
+			for _, last := range vals {
+				lasts = append(lasts, last)
+			}
+			slices.SortFunc(lasts, func(a, b time.Time) int { return b.Compare(a) })
+			edge := lasts[w.keepV-1]
+			for v, last := range vals {
+				if last.Before(edge) {
+					delete(vals, v)
+				}
+			}
+		}
 	}
 }
 

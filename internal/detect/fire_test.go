@@ -265,3 +265,47 @@ func TestWindowExpires(t *testing.T) {
 		t.Fatalf("fired %s over 30 minutes of one read a minute", marks)
 	}
 }
+
+// Reading the same victims again and again does not push others out of a
+// distinct count: twenty customers' entrance codes read five times each
+// in under two minutes fire bulk_sensitive_reads.
+func TestRepeatsDoNotHideDistinct(t *testing.T) {
+	var events []event.Event
+	for round := range 5 {
+		for v := range 20 {
+			at := time.Duration(round*20+v) * time.Second
+			events = append(events, read(at, "op_park", fmt.Sprintf("acc_%d", v), "192.0.2.5", "address entrance_code"))
+		}
+	}
+	if marks, _ := feed(t, "bulk_sensitive_reads", events); !strings.Contains(marks, "!") {
+		t.Fatalf("20 customers read 5 times each: %s", marks)
+	}
+	// Padding with one customer read over and over hides nothing either.
+	events = events[:0]
+	for v := range 20 {
+		events = append(events, read(time.Duration(v)*time.Second, "op_park", fmt.Sprintf("acc_%d", v), "192.0.2.5", "address entrance_code"))
+		for range 10 {
+			events = append(events, read(time.Duration(v)*time.Second, "op_park", "acc_0", "192.0.2.5", "address entrance_code"))
+		}
+	}
+	if marks, _ := feed(t, "bulk_sensitive_reads", events); !strings.Contains(marks, "!") {
+		t.Fatalf("20 customers padded with one: %s", marks)
+	}
+}
+
+// An event that arrives late (a guard spooled it while the log was down)
+// counts where its time puts it, not in the window of the events around
+// it in the log.
+func TestLateEventCountsAtItsTime(t *testing.T) {
+	mismatch := func(at time.Duration) event.Event {
+		return ev(at, event.ClassAccess, "access_refused", "actor", "acc_1", "subject", "acc_2", "reason", "subject_mismatch")
+	}
+	events := []event.Event{mismatch(60 * time.Minute), mismatch(0), mismatch(61 * time.Minute)}
+	if marks, _ := feed(t, "cross_account_attempts", events); marks != "..." {
+		t.Fatalf("two attempts in ten minutes and one an hour before fired: %s", marks)
+	}
+	events = append(events, mismatch(62*time.Minute))
+	if marks, _ := feed(t, "cross_account_attempts", events); marks != "...!" {
+		t.Fatalf("three in ten minutes: %s", marks)
+	}
+}

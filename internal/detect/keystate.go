@@ -1,12 +1,13 @@
 package detect
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/custos-dev/custos/internal/event"
-	"github.com/custos-dev/custos/internal/store"
 )
 
 // keyStateParams are key_state's params and defaults.
@@ -70,10 +71,15 @@ type keyState struct {
 }
 
 // seed learns the keys the store holds.
-func (k *keyState) seed(keys []store.Key) {
+func (k *keyState) seed(ctx context.Context, st Store, _ time.Time) error {
+	keys, err := st.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
 	for _, key := range keys {
 		k.keys[key.ID] = keyInfo{imported: key.Imported, retiredAt: key.RetiredAt}
 	}
+	return nil
 }
 
 func (k *keyState) feed(e *event.Event) (string, bool) {

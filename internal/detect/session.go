@@ -1,8 +1,11 @@
 package detect
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/lru"
@@ -36,7 +39,7 @@ var sessionOriginRule = codeRule{
 		if err != nil {
 			return nil, err
 		}
-		return &sessionOrigin{seen: lru.New[string, struct{}](n)}, nil
+		return &sessionOrigin{seen: lru.New[string, struct{}](n), size: n}, nil
 	},
 }
 
@@ -56,6 +59,20 @@ func init() {
 
 type sessionOrigin struct {
 	seen *lru.Map[string, struct{}]
+	size int
+}
+
+// seed learns the sessions whose tokens are alive: they began before
+// anything a restart re-reads.
+func (s *sessionOrigin) seed(ctx context.Context, st Store, now time.Time) error {
+	sids, err := st.ActiveSessions(ctx, now, s.size)
+	if err != nil {
+		return fmt.Errorf("sessions: %w", err)
+	}
+	for _, sid := range sids {
+		s.seen.Put(sid, struct{}{})
+	}
+	return nil
 }
 
 func (s *sessionOrigin) feed(e *event.Event) (string, bool) {

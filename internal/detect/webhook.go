@@ -15,6 +15,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/custos-dev/custos/internal/store"
@@ -136,44 +138,64 @@ func (dl *Deliverer) logger() *slog.Logger {
 }
 
 // DeliverDue makes one attempt at every due delivery and returns how many
-// were delivered.
+// were delivered. Each webhook's deliveries go in order, beside the
+// others': a webhook that is down delays no other.
 func (dl *Deliverer) DeliverDue(ctx context.Context) (int, error) {
-	now := dl.now()
-	due, err := dl.Store.DueDeliveries(ctx, now, 100)
+	due, err := dl.Store.DueDeliveries(ctx, dl.now(), 100)
 	if err != nil {
 		return 0, err
 	}
-	delivered := 0
+	byTarget := map[string][]store.AlertDelivery{}
 	for _, d := range due {
-		hook, ok := dl.hook(d.Target)
-		d.Attempts++
-		switch {
-		case !ok:
-			d.LastError = "no webhook " + strconv.Quote(d.Target) + " is configured"
-		default:
-			err := dl.send(ctx, hook, d)
-			if err == nil {
-				d.DeliveredAt, d.LastError = dl.now(), ""
-				delivered++
-			} else {
-				d.LastError = err.Error()
+		byTarget[d.Target] = append(byTarget[d.Target], d)
+	}
+	var delivered atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, len(byTarget))
+	for _, ds := range byTarget {
+		wg.Go(func() {
+			for _, d := range ds {
+				ok, err := dl.attempt(ctx, d)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ok {
+					delivered.Add(1)
+				}
 			}
-		}
-		if d.DeliveredAt.IsZero() {
-			backoff := min(maxBackoff, time.Duration(1<<min(d.Attempts, 20))*time.Second)
-			d.NextAt = dl.now().Add(backoff)
-			if d.NextAt.Sub(d.CreatedAt) > giveUpAfter {
-				d.GivenUpAt = dl.now()
-				dl.logger().Error("detect: alert delivery given up", "alert", d.AlertID, "webhook", d.Target, "attempts", d.Attempts, "err", d.LastError)
-			} else if d.Attempts == 1 || d.Attempts%10 == 0 {
-				dl.logger().Warn("detect: alert delivery failed; retrying", "alert", d.AlertID, "webhook", d.Target, "attempts", d.Attempts, "err", d.LastError)
-			}
-		}
-		if err := dl.Store.RecordDelivery(ctx, d); err != nil {
-			return delivered, err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return int(delivered.Load()), <-errs
+}
+
+// attempt makes one attempt at d and stores its outcome.
+func (dl *Deliverer) attempt(ctx context.Context, d store.AlertDelivery) (bool, error) {
+	hook, ok := dl.hook(d.Target)
+	d.Attempts++
+	switch {
+	case !ok:
+		d.LastError = "no webhook " + strconv.Quote(d.Target) + " is configured"
+	default:
+		if err := dl.send(ctx, hook, d); err == nil {
+			d.DeliveredAt, d.LastError = dl.now(), ""
+		} else {
+			d.LastError = err.Error()
 		}
 	}
-	return delivered, nil
+	if d.DeliveredAt.IsZero() {
+		backoff := min(maxBackoff, time.Duration(1<<min(d.Attempts, 20))*time.Second)
+		d.NextAt = dl.now().Add(backoff)
+		if d.NextAt.Sub(d.CreatedAt) > giveUpAfter {
+			d.GivenUpAt = dl.now()
+			dl.logger().Error("detect: alert delivery given up", "alert", d.AlertID, "webhook", d.Target, "attempts", d.Attempts, "err", d.LastError)
+		} else if d.Attempts == 1 || d.Attempts%10 == 0 {
+			dl.logger().Warn("detect: alert delivery failed; retrying", "alert", d.AlertID, "webhook", d.Target, "attempts", d.Attempts, "err", d.LastError)
+		}
+	}
+	return !d.DeliveredAt.IsZero(), dl.Store.RecordDelivery(ctx, d)
 }
 
 func (dl *Deliverer) hook(name string) (Webhook, bool) {

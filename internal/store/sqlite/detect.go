@@ -251,3 +251,23 @@ func (s *Store) UnblockIP(ctx context.Context, ip string, now time.Time, ev []by
 		return s.appendEvents(ctx, tx, [][]byte{ev})
 	})
 }
+
+// ActiveSessions returns up to limit sessions with a token alive at now:
+// an access token's receipt or a refresh token.
+func (s *Store) ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT session_id FROM refresh_tokens WHERE expires_at > ? AND revoked_at = 0 AND session_id != ''
+		UNION SELECT session_id FROM receipts WHERE expires_at > ? AND session_id != '' LIMIT ?`, ts(now), ts(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var sid string
+		if err := rows.Scan(&sid); err != nil {
+			return nil, err
+		}
+		out = append(out, sid)
+	}
+	return out, rows.Err()
+}

@@ -53,6 +53,7 @@ type Backend interface {
 	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error)
 	RecordDelivery(ctx context.Context, d store.AlertDelivery) error
 	BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error
+	ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error)
 	IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error)
 	UnblockIP(ctx context.Context, ip string, now time.Time, ev []byte) error
 

@@ -276,6 +276,18 @@ func testGrants(t *testing.T, b Backend) {
 	mustErr(t, err, store.ErrNotFound)
 	_, err = b.RefreshToken(ctx, []byte("hash-2"))
 	mustErr(t, err, store.ErrNotFound)
+
+	// The grant's session is active while one of its tokens lives.
+	sids, err := b.ActiveSessions(ctx, t0, 10)
+	must(t, err)
+	if len(sids) != 1 || sids[0] != "sid-1" {
+		t.Fatalf("active sessions %q", sids)
+	}
+	sids, err = b.ActiveSessions(ctx, t0.Add(400*24*time.Hour), 10)
+	must(t, err)
+	if len(sids) != 0 {
+		t.Fatalf("active sessions after every token expired %q", sids)
+	}
 }
 
 func testAuthCodes(t *testing.T, b Backend) {
