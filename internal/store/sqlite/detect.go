@@ -31,24 +31,8 @@ func (s *Store) DetectorState(ctx context.Context, name string) (store.DetectorS
 // group already have an open alert.
 func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		st := d.State
-		res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = ?, warm_index = ?, rules_sha256 = ?, updated_at = ?
-			WHERE name = ? AND next_index = ?`, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt), st.Name, int64(d.PrevNext))
-		if err != nil {
+		if err := saveState(ctx, tx, d.State, d.PrevNext); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			// No row at PrevNext: the detector's first save (wherever
-			// it started: a pruned log starts past 0), or another
-			// detector's row at another position.
-			_, err := tx.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, warm_index, rules_sha256, updated_at) VALUES (?, ?, ?, ?, ?)`,
-				st.Name, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt))
-			if isUnique(err) {
-				return fmt.Errorf("detector %q is not at %d: %w", st.Name, d.PrevNext, store.ErrConflict)
-			}
-			if err != nil {
-				return err
-			}
 		}
 		for _, a := range d.Created {
 			_, err := tx.ExecContext(ctx, `INSERT INTO alerts (id, rule, severity, title, group_key, state, count,
@@ -80,6 +64,27 @@ func (s *Store) SaveDetection(ctx context.Context, d store.Detection) error {
 		}
 		return s.appendEvents(ctx, tx, d.Events)
 	})
+}
+
+// saveState moves a reader of the log (a detector, the transmitter) from
+// prev to st.Next.
+func saveState(ctx context.Context, tx *sql.Tx, st store.DetectorState, prev uint64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE detector_state SET next_index = ?, warm_index = ?, rules_sha256 = ?, updated_at = ?
+		WHERE name = ? AND next_index = ?`, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt), st.Name, int64(prev))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	// No row at prev: the reader's first save (wherever it started: a
+	// pruned log starts past 0), or another reader's row elsewhere.
+	_, err = tx.ExecContext(ctx, `INSERT INTO detector_state (name, next_index, warm_index, rules_sha256, updated_at) VALUES (?, ?, ?, ?, ?)`,
+		st.Name, int64(st.Next), int64(st.Warm), st.RulesDigest, ts(st.UpdatedAt))
+	if isUnique(err) {
+		return fmt.Errorf("%q is not at %d: %w", st.Name, prev, store.ErrConflict)
+	}
+	return err
 }
 
 const deliveryCols = `id, alert_id, target, payload, created_at, attempts, next_at, delivered_at, given_up_at, last_error`

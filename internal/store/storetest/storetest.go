@@ -54,6 +54,13 @@ type Backend interface {
 	RecordDelivery(ctx context.Context, d store.AlertDelivery) error
 	BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error
 	ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error)
+	AddSSFStream(ctx context.Context, st store.SSFStream, ev []byte) error
+	RemoveSSFStream(ctx context.Context, id string, at time.Time, ev []byte) error
+	SSFStreams(ctx context.Context) ([]store.SSFStream, error)
+	SaveTransmission(ctx context.Context, t store.SSFTransmission) error
+	PendingSSFTokens(ctx context.Context, stream string, now time.Time, limit int) ([]store.SSFToken, error)
+	RecordSSFToken(ctx context.Context, t store.SSFToken) error
+	AckSSFTokens(ctx context.Context, stream string, jtis []string, at time.Time) (int, error)
 	IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error)
 	UnblockIP(ctx context.Context, ip string, now time.Time, ev []byte) error
 

@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Holds", testHolds},
 		{"Detection", testDetection},
 		{"IPBlocks", testIPBlocks},
+		{"SSF", testSSF},
 		{"ConcurrentWrites", testConcurrentWrites},
 	}
 	for _, tt := range tests {
