@@ -148,4 +148,3 @@ func (s *Store) AckSSFTokens(ctx context.Context, stream string, jtis []string, 
 	})
 	return n, err
 }
-
