@@ -59,6 +59,7 @@ Usage:
   custos audit verify|prove|check-proof|query|hold|retention|prune
   custos alerts list|show|ack|rules|blocks|unblock
   custos simulate breach [--customers N] [--json]
+  custos ssf add|list|remove
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint
   custos guard --upstream URL --policy FILE [--listen HOST:PORT] [--audience AUD] [--issuer URL]
@@ -100,6 +101,8 @@ func Run(ctx context.Context, args []string, stdio IO) error {
 		return alertsCmd(ctx, rest, stdio)
 	case "simulate":
 		return simulateCmd(ctx, rest, stdio)
+	case "ssf":
+		return ssfCmd(ctx, rest, stdio)
 	case "demo-shop":
 		return demoShopCmd(ctx, rest, stdio)
 	case "version":

@@ -6,8 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
-	"encoding/json"
-	"fmt"
 	"hash"
 	"time"
 
@@ -59,25 +57,7 @@ type userClaims struct {
 
 // signJWT signs claims as a compact JWS with the given typ.
 func signJWT(sk *keys.SigningKey, typ string, claims any) (string, error) {
-	header, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Typ string `json:"typ"`
-		Kid string `json:"kid"`
-	}{sk.Algorithm, typ, sk.ID})
-	if err != nil {
-		return "", err
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
-	}
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
-	sig, err := sk.SignJWS([]byte(input))
-	if err != nil {
-		return "", fmt.Errorf("issuer: signing with key %s: %w", sk.ID, err)
-	}
-	return input + "." + enc.EncodeToString(sig), nil
+	return keys.SignJWT(sk, typ, claims)
 }
 
 // tokenHash is the OpenID Connect at_hash of an access token for alg.

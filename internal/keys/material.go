@@ -256,3 +256,26 @@ func (s *keySigner) GoString() string             { return s.String() }
 func (s *keySigner) Format(f fmt.State, _ rune)   { io.WriteString(f, s.String()) }
 func (s *keySigner) LogValue() slog.Value         { return slog.StringValue(s.String()) }
 func (s *keySigner) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
+// SignJWT signs claims as a compact JWS with header alg, typ and kid.
+func SignJWT(sk *SigningKey, typ string, claims any) (string, error) {
+	header, err := json.Marshal(struct {
+		Alg string `json:"alg"`
+		Typ string `json:"typ"`
+		Kid string `json:"kid"`
+	}{sk.Algorithm, typ, sk.ID})
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawURLEncoding
+	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
+	sig, err := sk.SignJWS([]byte(input))
+	if err != nil {
+		return "", fmt.Errorf("keys: signing with key %s: %w", sk.ID, err)
+	}
+	return input + "." + enc.EncodeToString(sig), nil
+}

@@ -6,6 +6,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/custos-dev/custos/internal/demoshop"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/keys"
+	"github.com/custos-dev/custos/internal/ssf"
 	"github.com/custos-dev/custos/internal/store/sqlite"
 	"github.com/custos-dev/custos/internal/tlog"
 	"github.com/custos-dev/custos/internal/witness"
@@ -235,6 +237,13 @@ func (n *Node) Handler() http.Handler {
 	// and auditors check consistency with them, and they say nothing about
 	// the events. Entry bundles hold the events and are not served.
 	mux.Handle(AuditPath, n.Log.Handler(AuditPath, nil))
+	// Shared Signals: the transmitter's metadata, and poll streams.
+	mux.HandleFunc("GET "+PathSSFConfiguration, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=300")
+		json.NewEncoder(w).Encode(n.ssfConfiguration())
+	})
+	mux.Handle("POST "+PathSSFPoll+"{stream}", ssf.PollHandler(n.Store, n.cfg.Issuance.Now, n.log))
 	if n.cfg.Demo {
 		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer, n.demoShop))
 		mux.Handle(demo.ShopPath+"/", http.StripPrefix(demo.ShopPath, n.demoShop))
@@ -256,6 +265,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	stopWitnesses := n.runWitnesses(ctx)
 	defer stopWitnesses()
 	go n.Retention.Run(ctx, audit.DefaultPruneInterval)
+	go n.runSSF(ctx)
 	return ServeHTTP(ctx, ln, n.Handler(), n.log)
 }
 
