@@ -70,6 +70,9 @@ func (n *Node) Detector(ctx context.Context, rules *detect.Rules, hooks []detect
 var (
 	// ErrAlertNotOpen: the alert was acknowledged already.
 	ErrAlertNotOpen = errors.New("alert is not open")
+	// ErrBadNote: an acknowledgement's or a lifted block's note is
+	// missing, too long or not printable.
+	ErrBadNote = errors.New("bad note")
 )
 
 // maxAckNote bounds an acknowledgement's note.
@@ -87,7 +90,7 @@ func printableNote(s string) bool {
 func (n *Node) AckAlert(ctx context.Context, id, actor, note string) (store.Alert, error) {
 	note = strings.TrimSpace(note)
 	if note == "" || len(note) > maxAckNote || !printableNote(note) {
-		return store.Alert{}, fmt.Errorf("an acknowledgement needs a note of 1 to %d bytes of printable text: what was done", maxAckNote)
+		return store.Alert{}, fmt.Errorf("%w: an acknowledgement needs a note of 1 to %d bytes of printable text: what was done", ErrBadNote, maxAckNote)
 	}
 	a, err := n.Store.Alert(ctx, id)
 	if err != nil {
@@ -188,7 +191,7 @@ const EventIPUnblocked = "ip_unblocked"
 func (n *Node) UnblockIP(ctx context.Context, ip, actor, note string) error {
 	note = strings.TrimSpace(note)
 	if note == "" || len(note) > maxAckNote || !printableNote(note) {
-		return fmt.Errorf("lifting a block needs a note of 1 to %d bytes of printable text: why", maxAckNote)
+		return fmt.Errorf("%w: lifting a block needs a note of 1 to %d bytes of printable text: why", ErrBadNote, maxAckNote)
 	}
 	ev, err := n.Audit.Encode(event.Event{Class: event.ClassAdmin, Type: EventIPUnblocked, Actor: actor, IP: ip, Fields: map[string]any{"note": note}})
 	if err != nil {

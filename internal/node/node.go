@@ -244,6 +244,7 @@ func (n *Node) Handler() http.Handler {
 		json.NewEncoder(w).Encode(n.ssfConfiguration())
 	})
 	mux.Handle("POST "+PathSSFPoll+"{stream}", ssf.PollHandler(n.Store, n.cfg.Issuance.Now, n.log))
+	mux.Handle(PathAdmin, n.adminHandler())
 	if n.cfg.Demo {
 		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer, n.demoShop))
 		mux.Handle(demo.ShopPath+"/", http.StripPrefix(demo.ShopPath, n.demoShop))
