@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -59,6 +60,16 @@ func (n *Node) admin(scope string, h func(w http.ResponseWriter, r *http.Request
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			adminError(w, http.StatusUnauthorized, string(reason))
+			return
+		}
+		// A service's token, from client credentials: never a token a
+		// customer signed in for, whatever its client may ask for.
+		if c.SessionID != "" || c.Subject != c.ClientID {
+			adminError(w, http.StatusForbidden, "client_credentials_only")
+			return
+		}
+		if n.blocks.blocked(clientAddr(r), now(n.cfg)) {
+			adminError(w, http.StatusForbidden, "ip_blocked")
 			return
 		}
 		if !c.HasScope(scope) {
@@ -176,4 +187,13 @@ func (n *Node) adminAck(w http.ResponseWriter, r *http.Request, c *verify.Claims
 	default:
 		adminJSON(w, alertJSON(a))
 	}
+}
+
+// clientAddr is the request's peer address, without its port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/event"
@@ -30,6 +32,8 @@ func TestAdminAlerts(t *testing.T) {
 		return tok.AccessToken
 	}
 	reader := clientToken("soc-dashboard", node.ScopeAlertsRead)
+	// A customer's token from a client that may ask for the admin scopes.
+	customer := customerToken(t, n, base, node.ScopeAlertsManage, n.AdminAudience())
 	manager := clientToken("soc-bot", node.ScopeAlertsRead, node.ScopeAlertsManage)
 	_, forge := stolenKey(t, n, base)
 
@@ -90,6 +94,7 @@ func TestAdminAlerts(t *testing.T) {
 		{"GET", "/admin/alerts", "", "", 401, "no_token"},
 		{"GET", "/admin/alerts", forge("soc-dashboard"), "", 401, "wrong_audience"}, // a forged token, for another audience
 		{"POST", "/admin/alerts/" + id + "/ack", reader, `{"note":"x"}`, 403, "insufficient_scope"},
+		{"POST", "/admin/alerts/" + id + "/ack", customer, `{"note":"x"}`, 403, "client_credentials_only"},
 		{"GET", "/admin/alerts?state=closed", reader, "", 400, ""},
 		{"GET", "/admin/alerts/nope", reader, "", 404, "no_such_alert"},
 		{"POST", "/admin/alerts/" + id + "/ack", manager, `{"note":""}`, 400, ""},
@@ -105,4 +110,37 @@ func TestAdminAlerts(t *testing.T) {
 	if _, out := call("GET", "/admin/alerts/"+id, reader, ""); out["state"] != "acked" || out["acked_by"] != "client:soc-bot" {
 		t.Errorf("after the ack: %v", out)
 	}
+}
+
+// customerToken signs a customer in through the hosted login page of a
+// public client that may ask for scope and audience, and returns the
+// access token.
+func customerToken(t *testing.T, n *node.Node, base, scope, audience string) string {
+	t.Helper()
+	const redirect = "http://127.0.0.1:9/callback"
+	if _, _, err := n.Clients.Add(t.Context(), clients.Spec{ID: "staff-dashboard", Public: true, RedirectURIs: []string{redirect},
+		Scopes: []string{"openid", scope}, Audiences: []string{audience}}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Accounts.Register(t.Context(), "staff.member@example.com", "Staff", "correct horse battery", "test"); err != nil {
+		t.Fatal(err)
+	}
+	verifier := oauth2.GenerateVerifier()
+	q := url.Values{"response_type": {"code"}, "client_id": {"staff-dashboard"}, "redirect_uri": {redirect}, "scope": {"openid " + scope},
+		"state": {"s"}, "nonce": {"n"}, "code_challenge": {oauth2.S256ChallengeFromVerifier(verifier)}, "code_challenge_method": {"S256"}}
+	loc := browserSignIn(t, base+"/oauth2/authorize?"+q.Encode(), "staff.member@example.com", "correct horse battery")
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")}, "redirect_uri": {redirect},
+		"client_id": {"staff-dashboard"}, "code_verifier": {verifier}}
+	resp, err := http.PostForm(base+"/oauth2/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("customer token: %d %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken
 }

@@ -243,7 +243,7 @@ func (n *Node) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "max-age=300")
 		json.NewEncoder(w).Encode(n.ssfConfiguration())
 	})
-	mux.Handle("POST "+PathSSFPoll+"{stream}", ssf.PollHandler(n.Store, n.cfg.Issuance.Now, n.log))
+	mux.Handle("POST "+PathSSFPoll+"{stream}", ssf.PollHandler(n.Store, n.Custody, n.cfg.Issuance.Now, n.log))
 	mux.Handle(PathAdmin, n.adminHandler())
 	if n.cfg.Demo {
 		mux.Handle("/demo/", demo.Handler(n.cfg.Issuer, n.demoShop))

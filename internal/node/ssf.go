@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/flock"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/ssf"
 	"github.com/custos-dev/custos/internal/store"
@@ -75,6 +78,9 @@ func (n *Node) AddSSFStream(ctx context.Context, spec SSFStreamSpec, actor strin
 		if err != nil || u.Host == "" || u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
 			return "", fmt.Errorf("stream %s: push URL: want https (or http to a loopback address)", spec.ID)
 		}
+		if u.User != nil {
+			return "", fmt.Errorf("stream %s: push URL: no credentials in the URL; give the Authorization header with an environment variable", spec.ID)
+		}
 		if spec.AuthEnv != "" && !envName.MatchString(spec.AuthEnv) {
 			return "", fmt.Errorf("stream %s: %q is not an environment variable name", spec.ID, spec.AuthEnv)
 		}
@@ -108,12 +114,24 @@ func (n *Node) RemoveSSFStream(ctx context.Context, id, actor string) error {
 	return n.Store.RemoveSSFStream(ctx, id, now(n.cfg), ev)
 }
 
-// runSSF transmits and pushes Security Event Tokens until ctx ends.
+// runSSF transmits and pushes Security Event Tokens until ctx ends. One
+// process per data directory does: a lock file.
 func (n *Node) runSSF(ctx context.Context) {
-	t := &ssf.Transmitter{Store: n.Store, Keys: n.Custody, Issuer: n.cfg.Issuer, Now: n.cfg.Issuance.Now, Logger: n.log}
-	p := &ssf.Pusher{Store: n.Store, Now: n.cfg.Issuance.Now, Logger: n.log}
-	go p.Run(ctx, 500*time.Millisecond)
+	unlock, err := flock.Lock(filepath.Join(n.cfg.DataDir, "ssf.lock"))
+	if errors.Is(err, flock.ErrHeld) {
+		return // another process on the data directory transmits
+	}
+	if err != nil {
+		n.log.Error("ssf: not transmitting", "err", err)
+		return
+	}
+	defer unlock()
+	t := &ssf.Transmitter{Store: n.Store, Issuer: n.cfg.Issuer, Now: n.cfg.Issuance.Now, Logger: n.log}
+	p := &ssf.Pusher{Store: n.Store, Keys: n.Custody, Now: n.cfg.Issuance.Now, Logger: n.log}
+	pushed := make(chan struct{})
+	go func() { p.Run(ctx, 500*time.Millisecond); close(pushed) }()
 	t.Run(ctx, 200*time.Millisecond)
+	<-pushed
 }
 
 // ssfConfiguration serves the transmitter's metadata.

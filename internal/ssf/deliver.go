@@ -37,6 +37,7 @@ const (
 // Pusher delivers push streams' tokens (RFC 8935).
 type Pusher struct {
 	Store  QueueStore
+	Keys   Signer
 	Client *http.Client // nil: a 10 s timeout, no redirects
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -102,13 +103,18 @@ func (p *Pusher) PushDue(ctx context.Context) (int, error) {
 	return delivered, firstErr
 }
 
+// pushStream sends a stream's tokens in order: while the first is not
+// delivered, the others wait behind it, and its backoff is the stream's.
 func (p *Pusher) pushStream(ctx context.Context, s store.SSFStream) (int, error) {
-	due, err := p.Store.PendingSSFTokens(ctx, s.ID, p.now(), 100)
+	pending, err := p.Store.PendingSSFTokens(ctx, s.ID, time.Time{}, 100)
 	if err != nil {
 		return 0, err
 	}
 	delivered := 0
-	for _, t := range due {
+	for _, t := range pending {
+		if t.NextAt.After(p.now()) {
+			break // the head waits out its backoff, and the rest with it
+		}
 		t.Attempts++
 		permanent, err := p.push(ctx, s, t)
 		switch {
@@ -116,8 +122,6 @@ func (p *Pusher) pushStream(ctx context.Context, s store.SSFStream) (int, error)
 			t.DoneAt, t.LastError = p.now(), ""
 			delivered++
 		case permanent:
-			// RFC 8935 §2.3: the receiver refused the token itself;
-			// sending it again changes nothing.
 			t.GivenUpAt, t.LastError = p.now(), err.Error()
 			p.logger().Error("ssf: a receiver refused a security event token", "stream", s.ID, "jti", t.JTI, "err", err)
 		default:
@@ -130,35 +134,50 @@ func (p *Pusher) pushStream(ctx context.Context, s store.SSFStream) (int, error)
 				p.logger().Warn("ssf: push failed; retrying", "stream", s.ID, "jti", t.JTI, "attempts", t.Attempts, "err", err)
 			}
 		}
-		if err := p.Store.RecordSSFToken(ctx, t); err != nil {
-			return delivered, err
+		if rerr := p.Store.RecordSSFToken(ctx, t); rerr != nil {
+			return delivered, rerr
 		}
-		if err != nil && !permanent {
-			break // in order: the rest wait for this one
+		if err != nil && t.GivenUpAt.IsZero() {
+			break
 		}
 	}
 	return delivered, nil
 }
 
-// push POSTs one token (RFC 8935 §2). permanent says the receiver refused
-// the token itself (400). Errors name the stream, never its URL.
+// permanentErrors are the RFC 8935 §2.3 error codes that no retry can
+// mend: the token is wrong for the receiver as it is. Authentication and
+// key errors are retried: they are mended by configuration or by the
+// receiver refreshing its copy of the keys.
+var permanentErrors = map[string]bool{"invalid_request": true, "invalid_issuer": true, "invalid_audience": true}
+
+// push POSTs one token (RFC 8935 §2), signed now. permanent says the
+// receiver refused the token itself. Errors name the stream, never its URL
+// or credentials.
 func (p *Pusher) push(ctx context.Context, s store.SSFStream, t store.SSFToken) (permanent bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, pushTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "POST", s.Endpoint, strings.NewReader(t.Token))
-	if err != nil {
-		return false, fmt.Errorf("stream %s: bad endpoint", s.ID)
-	}
-	req.Header.Set("Content-Type", "application/secevent+jwt")
-	req.Header.Set("Accept", "application/json")
+	var auth string
 	if s.AuthEnv != "" {
 		getenv := p.Getenv
 		if getenv == nil {
 			getenv = os.Getenv
 		}
-		if v := getenv(s.AuthEnv); v != "" {
-			req.Header.Set("Authorization", v)
+		if auth = getenv(s.AuthEnv); auth == "" {
+			return false, fmt.Errorf("stream %s: environment variable %s, its Authorization header, is not set", s.ID, s.AuthEnv)
 		}
+	}
+	tok, err := Sign(ctx, p.Keys, t.Claims, p.now())
+	if err != nil {
+		return false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", s.Endpoint, strings.NewReader(tok))
+	if err != nil {
+		return false, fmt.Errorf("stream %s: bad endpoint", s.ID)
+	}
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	client := p.Client
 	if client == nil {
@@ -175,7 +194,7 @@ func (p *Pusher) push(ctx context.Context, s store.SSFStream, t store.SSFToken) 
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	switch {
-	case resp.StatusCode == http.StatusAccepted || resp.StatusCode/100 == 2:
+	case resp.StatusCode/100 == 2:
 		return false, nil
 	case resp.StatusCode == http.StatusBadRequest:
 		var e struct {
@@ -183,7 +202,7 @@ func (p *Pusher) push(ctx context.Context, s store.SSFStream, t store.SSFToken) 
 			Description string `json:"description"`
 		}
 		json.Unmarshal(body, &e)
-		return true, fmt.Errorf("stream %s: receiver refused the token: %.64q %.200q", s.ID, e.Err, e.Description)
+		return permanentErrors[e.Err], fmt.Errorf("stream %s: receiver refused the token: %.64q %.200q", s.ID, e.Err, e.Description)
 	}
 	return false, fmt.Errorf("stream %s: receiver answered %d", s.ID, resp.StatusCode)
 }
@@ -191,7 +210,10 @@ func (p *Pusher) push(ctx context.Context, s store.SSFStream, t store.SSFToken) 
 // PollHandler serves poll streams (RFC 8936) at POST .../ssf/poll/{stream}:
 // a receiver authenticates with its bearer secret, acknowledges what it
 // has, and takes what is pending.
-func PollHandler(st QueueStore, now func() time.Time, log *slog.Logger) http.Handler {
+//
+// It answers at once (returnImmediately is taken as true) with up to 100
+// tokens, each signed as it is handed out.
+func PollHandler(st QueueStore, keys Signer, now func() time.Time, log *slog.Logger) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
@@ -236,10 +258,11 @@ func PollHandler(st QueueStore, now func() time.Time, log *slog.Logger) http.Han
 			return
 		}
 		// A token the receiver reports an error for is done with too:
-		// it will not take it better a second time.
+		// it will not take it better a second time. The error is logged.
 		done := append([]string{}, req.Ack...)
-		for jti := range req.SetErrs {
+		for jti, e := range req.SetErrs {
 			done = append(done, jti)
+			log.Warn("ssf: a poll receiver reported an error for a token", "stream", stream.ID, "jti", jti, "err", fmt.Sprintf("%.200v", e))
 		}
 		if len(done) > 0 {
 			if _, err := st.AckSSFTokens(r.Context(), stream.ID, done, now()); err != nil {
@@ -261,7 +284,13 @@ func PollHandler(st QueueStore, now func() time.Time, log *slog.Logger) http.Han
 				pend, more = pend[:limit], true
 			}
 			for _, t := range pend {
-				sets[t.JTI] = t.Token
+				tok, err := Sign(r.Context(), keys, t.Claims, now())
+				if err != nil {
+					log.Error("ssf: poll", "stream", stream.ID, "err", err)
+					fail(http.StatusServiceUnavailable, "unavailable", "try again")
+					return
+				}
+				sets[t.JTI] = tok
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")

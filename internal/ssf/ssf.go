@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,7 +66,6 @@ type Signer interface {
 // Transmitter turns audit events into Security Event Tokens.
 type Transmitter struct {
 	Store  Store
-	Keys   Signer
 	Issuer string
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -87,39 +87,39 @@ func (t *Transmitter) Step(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
-	st, err := t.Store.DetectorState(ctx, stateName)
-	prev := st.Next
-	if errors.Is(err, store.ErrNotFound) {
-		// A first start: from what the log holds now. Streams added
-		// later receive what happens after they were added.
-		st, prev = store.DetectorState{Name: stateName, Next: ls.Sequenced}, ls.Sequenced
-		if err := t.Store.SaveTransmission(ctx, store.SSFTransmission{State: st, PrevNext: prev}); err != nil {
-			return 0, fmt.Errorf("ssf: %w", err)
-		}
-		return 0, nil
-	}
+	streams, err := t.Store.SSFStreams(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
+	st, err := t.Store.DetectorState(ctx, stateName)
+	prev := st.Next
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		// A first start: from the oldest stream's start, or from what
+		// the log holds now.
+		st, prev = store.DetectorState{Name: stateName, Next: ls.Sequenced}, 0
+		for _, s := range streams {
+			st.Next = min(st.Next, s.StartIndex+1)
+		}
+	case err != nil:
+		return 0, fmt.Errorf("ssf: %w", err)
+	}
 	from := max(st.Next, ls.Pruned)
+	if from > st.Next && st.Next > 0 {
+		t.logger().Warn("ssf: entries pruned before they were read", "from", st.Next, "to", from)
+	}
 	batch := uint64(t.Batch)
 	if batch == 0 {
 		batch = 4096
 	}
 	to := min(ls.Sequenced, from+batch)
-	if to <= from {
+	if len(streams) == 0 {
+		to = ls.Sequenced // nobody to tell: move on without reading
+	}
+	if to <= from && prev != 0 {
 		return 0, nil
 	}
-	streams, err := t.Store.SSFStreams(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("ssf: %w", err)
-	}
-	if len(streams) == 0 {
-		// Nobody to tell: move on without reading.
-		to = ls.Sequenced
-	}
 	var toks []store.SSFToken
-	var sk *keys.SigningKey
 	read := func(idx uint64, raw []byte) error {
 		e, err := event.Decode(raw)
 		if err != nil {
@@ -130,34 +130,32 @@ func (t *Transmitter) Step(ctx context.Context) (int, error) {
 			return nil
 		}
 		for _, s := range streams {
-			if !slices.Contains(s.Events, typ) || e.Time.Before(s.CreatedAt) {
+			if !slices.Contains(s.Events, typ) || idx <= s.StartIndex {
 				continue
 			}
-			if sk == nil {
-				if sk, err = t.Keys.Signer(ctx); err != nil {
-					return fmt.Errorf("signing key: %w", err)
-				}
-			}
-			jti, tok, err := t.set(sk, s, e, typ, detail)
+			jti, claims, err := t.claims(s, e, typ, detail)
 			if err != nil {
 				return err
 			}
 			now := t.now()
-			toks = append(toks, store.SSFToken{StreamID: s.ID, JTI: jti, Token: tok, CreatedAt: now, NextAt: now})
+			toks = append(toks, store.SSFToken{StreamID: s.ID, JTI: jti, Claims: claims, CreatedAt: now, NextAt: now})
 		}
 		return nil
 	}
-	if len(streams) > 0 {
-		err = tlog.ReadEntries(ctx, t.Store, from, to, read)
+	if len(streams) > 0 && to > from {
+		if err := tlog.ReadEntries(ctx, t.Store, from, to, read); err != nil {
+			return 0, fmt.Errorf("ssf: read the log [%d, %d): %w", from, to, err)
+		}
+	}
+	next := store.DetectorState{Name: stateName, Next: max(to, from), Warm: max(to, from), UpdatedAt: t.now()}
+	err = t.Store.SaveTransmission(ctx, store.SSFTransmission{State: next, PrevNext: prev, Tokens: toks})
+	if errors.Is(err, store.ErrConflict) {
+		return 0, nil // another process transmitted this batch
 	}
 	if err != nil {
-		return 0, fmt.Errorf("ssf: read the log [%d, %d): %w", from, to, err)
-	}
-	next := store.DetectorState{Name: stateName, Next: to, Warm: to, UpdatedAt: t.now()}
-	if err := t.Store.SaveTransmission(ctx, store.SSFTransmission{State: next, PrevNext: prev, Tokens: toks}); err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
-	return int(to - from), nil
+	return int(next.Next - from), nil
 }
 
 // Run transmits until ctx ends, every interval once caught up.
@@ -212,8 +210,8 @@ func signal(e event.Event) (typ string, detail map[string]any, ok bool) {
 	return "", nil, false
 }
 
-// set signs the token for e on stream s.
-func (t *Transmitter) set(sk *keys.SigningKey, s store.SSFStream, e event.Event, typ string, detail map[string]any) (string, string, error) {
+// claims are the claims of the token for e on stream s, JSON.
+func (t *Transmitter) claims(s store.SSFStream, e event.Event, typ string, detail map[string]any) (string, []byte, error) {
 	var b [16]byte
 	rand.Read(b[:])
 	jti := base64.RawURLEncoding.EncodeToString(b[:])
@@ -222,14 +220,29 @@ func (t *Transmitter) set(sk *keys.SigningKey, s store.SSFStream, e event.Event,
 	if sid, _ := e.Fields["sid"].(string); sid != "" && typ == SessionRevoked {
 		subID = map[string]any{"format": "complex", "user": subID, "session": map[string]any{"format": "opaque", "id": sid}}
 	}
-	claims := map[string]any{
-		"iss": t.Issuer, "aud": s.Audience, "iat": t.now().Unix(), "jti": jti,
+	claims, err := json.Marshal(map[string]any{
+		"iss": t.Issuer, "aud": s.Audience, "jti": jti,
 		"sub_id": subID,
 		"txn":    e.ID, // the audit event it records: the same in every stream's token
 		"events": map[string]any{typ: detail},
+	})
+	return jti, claims, err
+}
+
+// Sign signs a queued token's claims, with iat now, with the key active
+// now: a token that waited through a key rotation is still signed with a
+// published key.
+func Sign(ctx context.Context, keys Signer, claims []byte, now time.Time) (string, error) {
+	var c map[string]any
+	if err := json.Unmarshal(claims, &c); err != nil {
+		return "", fmt.Errorf("ssf: queued claims: %w", err)
 	}
-	tok, err := keys.SignJWT(sk, TokenType, claims)
-	return jti, tok, err
+	c["iat"] = now.Unix()
+	sk, err := keys.Signer(ctx)
+	if err != nil {
+		return "", fmt.Errorf("ssf: signing key: %w", err)
+	}
+	return keysSignJWT(sk, c)
 }
 
 // Configuration is the transmitter's metadata (SSF 1.0 §7.1), served at
@@ -245,4 +258,8 @@ func Configuration(issuer, jwksURI, pollEndpoint string) map[string]any {
 		"ssf_poll_endpoint_template": pollEndpoint,
 		"events_supported":           []string{SessionRevoked, CredentialChange, AccountDisabled},
 	}
+}
+
+func keysSignJWT(sk *keys.SigningKey, claims map[string]any) (string, error) {
+	return keys.SignJWT(sk, TokenType, claims)
 }

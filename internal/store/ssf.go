@@ -12,18 +12,24 @@ type SSFStream struct {
 	// header itself).
 	Endpoint, AuthEnv string
 	// PollHash is the SHA-256 of a poll receiver's bearer secret.
-	PollHash  []byte
-	Events    []string // event type URIs it receives
-	CreatedAt time.Time
-	RemovedAt time.Time
+	PollHash []byte
+	Events   []string // event type URIs it receives
+	// StartIndex is the log index of the event that recorded the
+	// stream's addition: it receives what comes after it.
+	StartIndex uint64
+	CreatedAt  time.Time
+	RemovedAt  time.Time
 }
 
 // SSFToken is a Security Event Token on its way to a stream.
 type SSFToken struct {
-	ID        int64
-	StreamID  string
-	JTI       string
-	Token     string // the signed SET
+	ID       int64
+	StreamID string
+	JTI      string
+	// Claims are the token's claims, JSON: it is signed when sent, with
+	// the key then active, so that a receiver can always check it against
+	// the published keys.
+	Claims    []byte
 	CreatedAt time.Time
 	Attempts  int
 	NextAt    time.Time

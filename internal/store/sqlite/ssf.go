@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/store"
 )
 
-const ssfStreamCols = `id, audience, delivery, endpoint, auth_env, poll_hash, events, created_at, removed_at`
+const ssfStreamCols = `id, audience, delivery, endpoint, auth_env, poll_hash, events, start_index, created_at, removed_at`
 
 // AddSSFStream registers a stream; store.ErrConflict if its id was ever
 // used.
@@ -18,15 +19,21 @@ func (s *Store) AddSSFStream(ctx context.Context, st store.SSFStream, ev []byte)
 		st.PollHash = []byte{} // a push stream's: a blob, not NULL
 	}
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO ssf_streams (`+ssfStreamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)`,
-			st.ID, st.Audience, st.Delivery, st.Endpoint, st.AuthEnv, st.PollHash, jsonList(st.Events), ts(st.CreatedAt))
-		if isUnique(err) {
-			return fmt.Errorf("stream %q: %w", st.ID, store.ErrConflict)
+		// The event first: its index is where the stream starts.
+		data, err := auditlog.AppendEntryBundle(nil, ev)
+		if err != nil {
+			return fmt.Errorf("audit log: %w", err)
 		}
+		start, err := s.appendChunk(ctx, tx, 1, data)
 		if err != nil {
 			return err
 		}
-		return s.appendEvents(ctx, tx, [][]byte{ev})
+		_, err = tx.ExecContext(ctx, `INSERT INTO ssf_streams (`+ssfStreamCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+			st.ID, st.Audience, st.Delivery, st.Endpoint, st.AuthEnv, st.PollHash, jsonList(st.Events), int64(start), ts(st.CreatedAt))
+		if isUnique(err) {
+			return fmt.Errorf("stream %q: %w", st.ID, store.ErrConflict)
+		}
+		return err
 	})
 }
 
@@ -56,14 +63,14 @@ func (s *Store) SSFStreams(ctx context.Context) ([]store.SSFStream, error) {
 	for rows.Next() {
 		var st store.SSFStream
 		var events string
-		var created, removed int64
-		if err := rows.Scan(&st.ID, &st.Audience, &st.Delivery, &st.Endpoint, &st.AuthEnv, &st.PollHash, &events, &created, &removed); err != nil {
+		var start, created, removed int64
+		if err := rows.Scan(&st.ID, &st.Audience, &st.Delivery, &st.Endpoint, &st.AuthEnv, &st.PollHash, &events, &start, &created, &removed); err != nil {
 			return nil, err
 		}
 		if st.Events, err = parseList(events); err != nil {
 			return nil, fmt.Errorf("stream %q: events: %w", st.ID, err)
 		}
-		st.CreatedAt, st.RemovedAt = tm(created), tm(removed)
+		st.StartIndex, st.CreatedAt, st.RemovedAt = uint64(start), tm(created), tm(removed)
 		out = append(out, st)
 	}
 	return out, rows.Err()
@@ -77,8 +84,8 @@ func (s *Store) SaveTransmission(ctx context.Context, t store.SSFTransmission) e
 			return err
 		}
 		for _, tok := range t.Tokens {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO ssf_queue (stream_id, jti, token, created_at, next_at) VALUES (?, ?, ?, ?, ?)`,
-				tok.StreamID, tok.JTI, tok.Token, ts(tok.CreatedAt), ts(tok.NextAt)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO ssf_queue (stream_id, jti, claims, created_at, next_at) VALUES (?, ?, ?, ?, ?)`,
+				tok.StreamID, tok.JTI, tok.Claims, ts(tok.CreatedAt), ts(tok.NextAt)); err != nil {
 				return err
 			}
 		}
@@ -86,7 +93,7 @@ func (s *Store) SaveTransmission(ctx context.Context, t store.SSFTransmission) e
 	})
 }
 
-const ssfTokenCols = `id, stream_id, jti, token, created_at, attempts, next_at, done_at, given_up_at, last_error`
+const ssfTokenCols = `id, stream_id, jti, claims, created_at, attempts, next_at, done_at, given_up_at, last_error`
 
 // PendingSSFTokens returns up to limit tokens of stream neither done nor
 // given up whose next attempt is due at now (every pending one, for a zero
@@ -106,7 +113,7 @@ func (s *Store) PendingSSFTokens(ctx context.Context, stream string, now time.Ti
 	for rows.Next() {
 		var t store.SSFToken
 		var created, next, done, gaveUp int64
-		if err := rows.Scan(&t.ID, &t.StreamID, &t.JTI, &t.Token, &created, &t.Attempts, &next, &done, &gaveUp, &t.LastError); err != nil {
+		if err := rows.Scan(&t.ID, &t.StreamID, &t.JTI, &t.Claims, &created, &t.Attempts, &next, &done, &gaveUp, &t.LastError); err != nil {
 			return nil, err
 		}
 		t.CreatedAt, t.NextAt, t.DoneAt, t.GivenUpAt = tm(created), tm(next), tm(done), tm(gaveUp)

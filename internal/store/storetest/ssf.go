@@ -25,12 +25,16 @@ func testSSF(t *testing.T, b Backend) {
 	if len(streams) != 2 || streams[0].ID != "bank" || string(streams[0].PollHash) != "hash" || streams[1].AuthEnv != "CRM_AUTH" || len(streams[1].Events) != 2 {
 		t.Fatalf("streams %+v", streams)
 	}
+	// Each starts at the log entry that records its addition.
+	if streams[1].StartIndex != 0 || streams[0].StartIndex != 1 {
+		t.Fatalf("start indexes %d (crm) and %d (bank), want 0 and 1", streams[1].StartIndex, streams[0].StartIndex)
+	}
 
 	st := store.DetectorState{Name: "ssf", Next: 5, UpdatedAt: t0}
 	toks := []store.SSFToken{
-		{StreamID: "crm", JTI: "j1", Token: "a.b.c", CreatedAt: t0, NextAt: t0},
-		{StreamID: "bank", JTI: "j2", Token: "d.e.f", CreatedAt: t0, NextAt: t0},
-		{StreamID: "bank", JTI: "j3", Token: "g.h.i", CreatedAt: t0, NextAt: t0},
+		{StreamID: "crm", JTI: "j1", Claims: []byte(`{"a":1}`), CreatedAt: t0, NextAt: t0},
+		{StreamID: "bank", JTI: "j2", Claims: []byte(`{"d":1}`), CreatedAt: t0, NextAt: t0},
+		{StreamID: "bank", JTI: "j3", Claims: []byte(`{"g":1}`), CreatedAt: t0, NextAt: t0},
 	}
 	must(t, b.SaveTransmission(ctx, store.SSFTransmission{State: st, Tokens: toks}))
 	mustErr(t, b.SaveTransmission(ctx, store.SSFTransmission{State: store.DetectorState{Name: "ssf", Next: 9}, PrevNext: 2}), store.ErrConflict)
@@ -41,7 +45,7 @@ func testSSF(t *testing.T, b Backend) {
 	}
 	pend, err := b.PendingSSFTokens(ctx, "crm", t0, 10)
 	must(t, err)
-	if len(pend) != 1 || pend[0].JTI != "j1" || pend[0].Token != "a.b.c" {
+	if len(pend) != 1 || pend[0].JTI != "j1" || string(pend[0].Claims) != `{"a":1}` {
 		t.Fatalf("pending push %+v", pend)
 	}
 	p := pend[0]

@@ -9,6 +9,7 @@ CREATE TABLE ssf_streams (
     auth_env    TEXT NOT NULL, -- push: the environment variable holding its Authorization header
     poll_hash   BLOB NOT NULL, -- poll: SHA-256 of the receiver's bearer secret
     events      TEXT NOT NULL, -- JSON list of event type URIs
+    start_index INTEGER NOT NULL, -- the log index of its ssf_stream_added event
     created_at  INTEGER NOT NULL,
     removed_at  INTEGER NOT NULL DEFAULT 0
 ) STRICT;
@@ -17,7 +18,7 @@ CREATE TABLE ssf_queue (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     stream_id    TEXT NOT NULL,
     jti          TEXT NOT NULL UNIQUE,
-    token        TEXT NOT NULL,
+    claims       BLOB NOT NULL, -- signed when sent
     created_at   INTEGER NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 0,
     next_at      INTEGER NOT NULL,
