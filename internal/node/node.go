@@ -267,6 +267,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	defer stopWitnesses()
 	go n.Retention.Run(ctx, audit.DefaultPruneInterval)
 	go n.runSSF(ctx)
+	go n.pruneQueues(ctx)
 	return ServeHTTP(ctx, ln, n.Handler(), n.log)
 }
 

@@ -142,3 +142,26 @@ func (n *Node) ssfConfiguration() map[string]any {
 func isLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1" || strings.HasPrefix(host, "127.")
 }
+
+// queueRetention is how long delivered alerts and security event tokens,
+// and the queues of removed streams, are kept before they are pruned.
+const queueRetention = 7 * 24 * time.Hour
+
+// pruneQueues prunes the alert deliveries and security event tokens done
+// with, every hour until ctx ends.
+func (n *Node) pruneQueues(ctx context.Context) {
+	for {
+		before := now(n.cfg).Add(-queueRetention)
+		if _, err := n.Store.PruneDeliveries(ctx, before); err != nil && ctx.Err() == nil {
+			n.log.Warn("pruning alert deliveries", "err", err)
+		}
+		if _, err := n.Store.PruneSSFTokens(ctx, before); err != nil && ctx.Err() == nil {
+			n.log.Warn("pruning security event tokens", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Hour):
+		}
+	}
+}

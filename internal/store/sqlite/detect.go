@@ -276,3 +276,19 @@ func (s *Store) ActiveSessions(ctx context.Context, now time.Time, limit int) ([
 	}
 	return out, rows.Err()
 }
+
+// PruneDeliveries deletes alert deliveries delivered or given up before
+// before; it returns how many it deleted.
+func (s *Store) PruneDeliveries(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM alert_deliveries WHERE (delivered_at != 0 AND delivered_at < ?) OR (given_up_at != 0 AND given_up_at < ?)`,
+			ts(before), ts(before))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}

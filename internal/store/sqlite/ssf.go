@@ -155,3 +155,20 @@ func (s *Store) AckSSFTokens(ctx context.Context, stream string, jtis []string, 
 	})
 	return n, err
 }
+
+// PruneSSFTokens deletes tokens delivered, acknowledged or given up before
+// before, and every token of a stream removed before then; it returns how
+// many it deleted.
+func (s *Store) PruneSSFTokens(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM ssf_queue WHERE (done_at != 0 AND done_at < ?) OR (given_up_at != 0 AND given_up_at < ?)
+			OR stream_id IN (SELECT id FROM ssf_streams WHERE removed_at != 0 AND removed_at < ?)`, ts(before), ts(before), ts(before))
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return int(n), err
+}

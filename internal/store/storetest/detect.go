@@ -47,6 +47,15 @@ func testDetection(t *testing.T, b Backend) {
 		t.Fatalf("due later %+v", due)
 	}
 	mustErr(t, b.RecordDelivery(ctx, store.AlertDelivery{ID: 999}), store.ErrNotFound)
+	// Pruning takes what was delivered (pager), not what is pending (soc).
+	pruned, err := b.PruneDeliveries(ctx, t0.Add(2*time.Minute))
+	must(t, err)
+	if pruned != 1 {
+		t.Fatalf("pruned %d deliveries, want 1", pruned)
+	}
+	if due, _ := b.DueDeliveries(ctx, t0.Add(time.Hour), 10); len(due) != 1 {
+		t.Fatalf("pruning took a pending delivery: %+v", due)
+	}
 	got, err := b.DetectorState(ctx, "default")
 	must(t, err)
 	if !reflect.DeepEqual(got, st) {

@@ -65,7 +65,22 @@ func testSSF(t *testing.T, b Backend) {
 	if pend, _ := b.PendingSSFTokens(ctx, "bank", time.Time{}, 10); len(pend) != 1 || pend[0].JTI != "j3" {
 		t.Fatalf("pending after an ack %+v", pend)
 	}
+	// Pruning: what is done (j2) goes; what is pending (j3) stays.
+	n, err = b.PruneSSFTokens(ctx, t0.Add(time.Second))
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("pruned %d, want 1", n)
+	}
+	if pend, _ := b.PendingSSFTokens(ctx, "bank", time.Time{}, 10); len(pend) != 1 {
+		t.Fatalf("pruning took a pending token: %+v", pend)
+	}
 	must(t, b.RemoveSSFStream(ctx, "crm", t0, []byte(`{"r":1}`)))
+	// A removed stream's tokens go, pending or not.
+	n, err = b.PruneSSFTokens(ctx, t0.Add(time.Second))
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("pruned %d after removing crm, want its one token", n)
+	}
 	mustErr(t, b.RemoveSSFStream(ctx, "crm", t0, []byte(`{"r":2}`)), store.ErrNotFound)
 	if streams, _ := b.SSFStreams(ctx); len(streams) != 1 {
 		t.Fatalf("streams after removal %+v", streams)

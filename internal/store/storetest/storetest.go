@@ -52,6 +52,7 @@ type Backend interface {
 	AckAlert(ctx context.Context, a store.Alert, ev []byte) error
 	DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error)
 	RecordDelivery(ctx context.Context, d store.AlertDelivery) error
+	PruneDeliveries(ctx context.Context, before time.Time) (int, error)
 	BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error
 	ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error)
 	AddSSFStream(ctx context.Context, st store.SSFStream, ev []byte) error
@@ -61,6 +62,7 @@ type Backend interface {
 	PendingSSFTokens(ctx context.Context, stream string, now time.Time, limit int) ([]store.SSFToken, error)
 	RecordSSFToken(ctx context.Context, t store.SSFToken) error
 	AckSSFTokens(ctx context.Context, stream string, jtis []string, at time.Time) (int, error)
+	PruneSSFTokens(ctx context.Context, before time.Time) (int, error)
 	IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error)
 	UnblockIP(ctx context.Context, ip string, now time.Time, ev []byte) error
 
