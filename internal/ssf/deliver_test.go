@@ -6,14 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/keys"
 	"github.com/custos-dev/custos/internal/ssf"
 	"github.com/custos-dev/custos/internal/store"
@@ -108,3 +111,77 @@ func TestPushOrderAndRefusals(t *testing.T) {
 }
 
 func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+
+// The transmitter queues each event's token once per stream: across a
+// restart, and with two transmitters on one store; a stream hears only
+// what the log records after its addition.
+func TestTransmitterExactlyOnce(t *testing.T) {
+	st, err := sqlite.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.InitLog(t.Context(), "example.com/log"); err != nil {
+		t.Fatal(err)
+	}
+	appendEvent := func(typ, subject string) {
+		t.Helper()
+		e := fmt.Sprintf(`{"v":1,"id":"%032x","time":"2026-11-23T09:00:00.000000Z","class":"admin","type":"%s","actor":"op","subject":"%s"}`, seq(), typ, subject)
+		data, _ := auditlog.AppendEntryBundle(nil, []byte(e))
+		if _, err := st.AppendChunk(t.Context(), 1, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendEvent("account_disabled", "acc_before") // before the stream: not sent
+	if err := st.AddSSFStream(t.Context(), store.SSFStream{ID: "bank", Audience: "a", Delivery: "poll", PollHash: []byte("h"),
+		Events: []string{ssf.AccountDisabled, ssf.CredentialChange}, CreatedAt: time.Now()}, []byte(`{"v":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		appendEvent("account_disabled", fmt.Sprintf("acc_%d", i))
+		appendEvent("account_created", fmt.Sprintf("acc_%d", i)) // not a signal
+	}
+	run := func(tr *ssf.Transmitter) {
+		for {
+			n, err := tr.Step(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				return
+			}
+		}
+	}
+	a := &ssf.Transmitter{Store: st, Issuer: "https://id.example", Batch: 3}
+	b := &ssf.Transmitter{Store: st, Issuer: "https://id.example", Batch: 3}
+	var wg sync.WaitGroup
+	wg.Go(func() { run(a) })
+	wg.Go(func() { run(b) })
+	wg.Wait()
+	appendEvent("password_set", "acc_3")
+	run(&ssf.Transmitter{Store: st, Issuer: "https://id.example", Batch: 3}) // a restart
+	pend, err := st.PendingSSFTokens(t.Context(), "bank", time.Time{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := map[string]int{}
+	for _, p := range pend {
+		var c struct {
+			SubID map[string]string `json:"sub_id"`
+		}
+		json.Unmarshal(p.Claims, &c)
+		subjects[c.SubID["sub"]]++
+	}
+	if len(pend) != 11 || subjects["acc_before"] != 0 || subjects["acc_3"] != 2 {
+		t.Fatalf("queued %d tokens: %v", len(pend), subjects)
+	}
+	for s, n := range subjects {
+		if n != 1 && s != "acc_3" {
+			t.Errorf("%s queued %d times", s, n)
+		}
+	}
+}
+
+var seqN atomic.Int64
+
+func seq() int64 { return seqN.Add(1) }
