@@ -18,6 +18,7 @@ import (
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/event"
+	"github.com/custos-dev/custos/internal/node"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -26,31 +27,6 @@ func alertsCmd(ctx context.Context, args []string, stdio IO) error {
 		"list": alertsList, "show": alertsShow, "ack": alertsAck, "rules": alertsRules,
 		"blocks": alertsBlocks, "unblock": alertsUnblock,
 	})
-}
-
-// alertJSON is an alert as the command line prints it.
-type alertJSON struct {
-	ID         string    `json:"id"`
-	Rule       string    `json:"rule"`
-	Severity   string    `json:"severity"`
-	Title      string    `json:"title"`
-	Group      string    `json:"group"`
-	State      string    `json:"state"`
-	Count      int64     `json:"count"`
-	FirstIndex uint64    `json:"first_index"`
-	LastIndex  uint64    `json:"last_index"`
-	FirstAt    time.Time `json:"first_at"`
-	LastAt     time.Time `json:"last_at"`
-	RaisedAt   time.Time `json:"raised_at"`
-	AckedBy    string    `json:"acked_by,omitempty"`
-	AckedAt    time.Time `json:"acked_at,omitzero"`
-	AckNote    string    `json:"ack_note,omitempty"`
-}
-
-func toAlertJSON(a store.Alert) alertJSON {
-	return alertJSON{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Title: a.Title, Group: a.Group, State: string(a.State),
-		Count: a.Count, FirstIndex: a.FirstIndex, LastIndex: a.LastIndex, FirstAt: a.FirstAt, LastAt: a.LastAt,
-		RaisedAt: a.RaisedAt, AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckNote: a.AckNote}
 }
 
 func alertsList(ctx context.Context, args []string, stdio IO) error {
@@ -85,9 +61,9 @@ func alertsList(ctx context.Context, args []string, stdio IO) error {
 		return err
 	}
 	if *asJSON {
-		out := make([]alertJSON, 0, len(list))
+		out := make([]node.AlertJSON, 0, len(list))
 		for _, a := range list {
-			out = append(out, toAlertJSON(a))
+			out = append(out, node.AlertView(a))
 		}
 		return writeJSONOut(stdio.Stdout, out)
 	}
@@ -161,9 +137,9 @@ func alertsShow(ctx context.Context, args []string, stdio IO) error {
 			Event json.RawMessage `json:"event"`
 		}
 		out := struct {
-			alertJSON
+			node.AlertJSON
 			Events []evJSON `json:"events"`
-		}{alertJSON: toAlertJSON(a)}
+		}{AlertJSON: node.AlertView(a)}
 		for _, r := range evidence {
 			b, err := event.Marshal(r.Event)
 			if err != nil {

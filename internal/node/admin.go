@@ -111,7 +111,8 @@ type AlertJSON struct {
 	AckNote    string    `json:"ack_note,omitempty"`
 }
 
-func alertJSON(a store.Alert) AlertJSON {
+// AlertView is a as the admin API and the command line show it.
+func AlertView(a store.Alert) AlertJSON {
 	return AlertJSON{ID: a.ID, Rule: a.Rule, Severity: a.Severity, Title: a.Title, Group: a.Group, State: string(a.State),
 		Count: a.Count, FirstIndex: a.FirstIndex, LastIndex: a.LastIndex, FirstAt: a.FirstAt, LastAt: a.LastAt,
 		RaisedAt: a.RaisedAt, AckedBy: a.AckedBy, AckedAt: a.AckedAt, AckNote: a.AckNote}
@@ -146,7 +147,7 @@ func (n *Node) adminAlerts(w http.ResponseWriter, r *http.Request, _ *verify.Cla
 	}
 	out := make([]AlertJSON, 0, len(list))
 	for _, a := range list {
-		out = append(out, alertJSON(a))
+		out = append(out, AlertView(a))
 	}
 	adminJSON(w, map[string]any{"alerts": out})
 }
@@ -159,7 +160,7 @@ func (n *Node) adminAlert(w http.ResponseWriter, r *http.Request, _ *verify.Clai
 	case err != nil:
 		adminError(w, http.StatusServiceUnavailable, "unavailable")
 	default:
-		adminJSON(w, alertJSON(a))
+		adminJSON(w, AlertView(a))
 	}
 }
 
@@ -185,7 +186,7 @@ func (n *Node) adminAck(w http.ResponseWriter, r *http.Request, c *verify.Claims
 		n.log.Error("admin: ack", "err", err)
 		adminError(w, http.StatusServiceUnavailable, "unavailable")
 	default:
-		adminJSON(w, alertJSON(a))
+		adminJSON(w, AlertView(a))
 	}
 }
 
