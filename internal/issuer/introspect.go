@@ -97,6 +97,13 @@ func (is *Issuer) introspectRefresh(ctx context.Context, tok string) introspecti
 	}
 }
 
+// RecordForged records a well-signed token custos never issued that was
+// presented at where (another of the node's endpoints, such as its admin
+// API), as the issuer's own endpoints do.
+func (is *Issuer) RecordForged(r *http.Request, presenter, tok, where string) {
+	is.forgedToken(r, presenter, tok, where)
+}
+
 // forgedToken records a well-signed token custos never issued. The event
 // carries the token's header and claims as the forger wrote them — never the
 // token itself, which would let anyone who reads the log replay it.

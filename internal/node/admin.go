@@ -58,6 +58,9 @@ func (n *Node) admin(scope string, h func(w http.ResponseWriter, r *http.Request
 				adminError(w, http.StatusServiceUnavailable, "unavailable")
 				return
 			}
+			if reason == verify.ReasonForged {
+				n.Issuer.RecordForged(r, "", tok, "admin_api")
+			}
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			adminError(w, http.StatusUnauthorized, string(reason))
 			return

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/detect"
 	"github.com/custos-dev/custos/internal/event"
@@ -36,6 +37,7 @@ func TestAdminAlerts(t *testing.T) {
 	customer := customerToken(t, n, base, node.ScopeAlertsManage, n.AdminAudience())
 	manager := clientToken("soc-bot", node.ScopeAlertsRead, node.ScopeAlertsManage)
 	_, forge := stolenKey(t, n, base)
+	_, forgeAdmin := stolenKeyFor(t, n, base, n.AdminAudience())
 
 	// An alert to look at.
 	if err := n.Audit.Emit(ctx, event.Event{Class: event.ClassAudit, Type: "hold_release_requested", Actor: "op_kim", Fields: map[string]any{"hold_id": "h1"}}); err != nil {
@@ -93,6 +95,7 @@ func TestAdminAlerts(t *testing.T) {
 	}{
 		{"GET", "/admin/alerts", "", "", 401, "no_token"},
 		{"GET", "/admin/alerts", forge("soc-dashboard"), "", 401, "wrong_audience"}, // a forged token, for another audience
+		{"GET", "/admin/alerts", forgeAdmin("soc-bot", "soc-bot", "alerts:manage"), "", 401, "forged_token"},
 		{"POST", "/admin/alerts/" + id + "/ack", reader, `{"note":"x"}`, 403, "insufficient_scope"},
 		{"POST", "/admin/alerts/" + id + "/ack", customer, `{"note":"x"}`, 403, "client_credentials_only"},
 		{"GET", "/admin/alerts?state=closed", reader, "", 400, ""},
@@ -109,6 +112,15 @@ func TestAdminAlerts(t *testing.T) {
 	}
 	if _, out := call("GET", "/admin/alerts/"+id, reader, ""); out["state"] != "acked" || out["acked_by"] != "client:soc-bot" {
 		t.Errorf("after the ack: %v", out)
+	}
+	// The forged token is on record, as at the issuer's own endpoints.
+	var where []string
+	n.Audit.Query(ctx, audit.Filter{Types: []string{"forged_token"}}, func(r audit.Record) error {
+		where = append(where, r.Event.Fields["where"].(string))
+		return nil
+	})
+	if strings.Join(where, ",") != "admin_api" {
+		t.Errorf("forged_token events at %q", where)
 	}
 }
 

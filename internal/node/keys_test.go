@@ -438,18 +438,26 @@ func TestLogoutPasswordChangeAndDisableRevoke(t *testing.T) {
 // client orders-svc, well signed with the key, that custos never issued.
 func stolenKey(t *testing.T, n *node.Node, base string) (string, func(sub string) string) {
 	t.Helper()
+	kid, forge := stolenKeyFor(t, n, base, "orders")
+	return kid, func(sub string) string { return forge(sub, "orders-svc", "orders:read") }
+}
+
+// stolenKeyFor is stolenKey for tokens naming aud, with the client and
+// scope given.
+func stolenKeyFor(t *testing.T, n *node.Node, base, aud string) (string, func(sub, client, scope string) string) {
+	t.Helper()
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(key)
 	info, err := n.Custody.Import(t.Context(), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return info.ID, func(sub string) string {
+	return info.ID, func(sub, client, scope string) string {
 		now := time.Now()
 		hdr, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "at+jwt", "kid": info.ID})
 		claims, _ := json.Marshal(map[string]any{
-			"iss": base, "sub": sub, "aud": "orders", "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
-			"jti": rand.Text(), "client_id": "orders-svc", "scope": "orders:read",
+			"iss": base, "sub": sub, "aud": aud, "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+			"jti": rand.Text(), "client_id": client, "scope": scope,
 		})
 		in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(claims)
 		sig, _ := key.Sign(rand.Reader, []byte(in), crypto.Hash(0))
