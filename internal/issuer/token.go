@@ -306,7 +306,7 @@ func (is *Issuer) codeReplayed(r *http.Request, ac store.AuthCode) {
 		is.log.Error("revoking tokens of a replayed code", "err", err)
 	}
 	is.emit(r.Context(), event.Event{Class: event.ClassToken, Type: "code_replayed", Actor: ac.ClientID, Subject: ac.Subject,
-		Client: ac.ClientID, IP: clientIP(r), Fields: map[string]any{"family": ac.FamilyID, "revoked": n}})
+		Client: ac.ClientID, IP: clientIP(r), Fields: withSID(map[string]any{"family": ac.FamilyID, "revoked": n}, ac.SessionID)})
 }
 
 // pkceMatches checks an RFC 7636 S256 code verifier against its challenge.
@@ -407,6 +407,16 @@ func (is *Issuer) refreshGrant(r *http.Request, p params, client store.Client) (
 	return resp, nil
 }
 
+// withSID adds the session the revoked family belonged to, when it has
+// one: whoever is told of the revocation (Shared Signals) can end that
+// session rather than all of the customer's.
+func withSID(fields map[string]any, sid string) map[string]any {
+	if sid != "" {
+		fields["sid"] = sid
+	}
+	return fields
+}
+
 // refreshReused revokes a whole family when a spent refresh token comes
 // back: either the client or a thief holds a copy (OAuth 2.1 §4.3.1).
 func (is *Issuer) refreshReused(r *http.Request, old store.RefreshToken) {
@@ -415,7 +425,7 @@ func (is *Issuer) refreshReused(r *http.Request, old store.RefreshToken) {
 		is.log.Error("revoking a reused refresh token's family", "err", err)
 	}
 	is.emit(r.Context(), event.Event{Class: event.ClassToken, Type: "refresh_reused", Actor: old.ClientID, Subject: old.Subject,
-		Client: old.ClientID, IP: clientIP(r), Fields: map[string]any{"family": old.FamilyID, "refresh_jti": old.JTI, "revoked": n}})
+		Client: old.ClientID, IP: clientIP(r), Fields: withSID(map[string]any{"family": old.FamilyID, "refresh_jti": old.JTI, "revoked": n}, old.SessionID)})
 }
 
 func (is *Issuer) clientCredentialsGrant(r *http.Request, p params, client store.Client) (*tokenResponse, *oauthError) {

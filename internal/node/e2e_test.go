@@ -19,6 +19,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/custos-dev/custos/internal/accounts"
+	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/node"
 )
@@ -199,6 +200,20 @@ func TestOIDCFlowWithIndependentClients(t *testing.T) {
 	}
 	if got := introspect(refreshed.AccessToken); got["active"] != false {
 		t.Fatalf("after refresh-token reuse, the family's access token is still active: %v", got)
+	}
+	// The reuse is on record with the session it ended (Shared Signals
+	// tells receivers which session).
+	var reusedSID string
+	n.Audit.Query(ctx, audit.Filter{Types: []string{"refresh_reused"}}, func(r audit.Record) error {
+		reusedSID, _ = r.Event.Fields["sid"].(string)
+		return nil
+	})
+	var signedIn struct {
+		SID string `json:"sid"`
+	}
+	idt.Claims(&signedIn)
+	if reusedSID == "" || reusedSID != signedIn.SID {
+		t.Errorf("refresh_reused names session %q; the sign-in's is %q", reusedSID, signedIn.SID)
 	}
 
 	// A new sign-in, then RFC 7009 revocation of its refresh token.
