@@ -92,7 +92,8 @@ func verdict(r *simulate.Report) []string {
 
 func summary(w io.Writer, r *simulate.Report, failed []string) {
 	fmt.Fprintf(w, "\n%d customers, %d ordinary requests, %d forged requests, %.1f s\n", r.Customers, r.NormalRequests, r.ForgedRequests, r.Seconds)
-	fmt.Fprintf(w, "enforce: %d forged requests accepted, %d records exposed\n", r.Enforce.ForgedAccepted, r.Enforce.RecordsExposed)
+	fmt.Fprintf(w, "enforce: %d forged requests accepted, %d records exposed; detection blocked %d addresses on its own\n",
+		r.Enforce.ForgedAccepted, r.Enforce.RecordsExposed, r.Enforce.Responses["block_ip"])
 	first := "none"
 	if s := r.Monitor.SecondsToFirstAlert; s != nil {
 		first = fmt.Sprintf("%.3f s after the first forged request", *s)

@@ -130,6 +130,9 @@ type PhaseReport struct {
 	SecondsToFirstAlert *float64 `json:"seconds_to_first_alert"`
 	// Alerts the attack raised: rule → events counted.
 	Alerts map[string]int64 `json:"alerts"`
+	// Responses are the automatic responses detection carried out:
+	// action → how many (block_ip: the attacker's addresses blocked).
+	Responses map[string]int `json:"responses"`
 }
 
 // Moment is one line of the timeline.

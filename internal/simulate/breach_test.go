@@ -39,6 +39,8 @@ func TestBreachDrill(t *testing.T) {
 		t.Errorf("monitor: first alert after %v s", r.Monitor.SecondsToFirstAlert)
 	case r.Monitor.Alerts["forged_token"] != 60*3:
 		t.Errorf("monitor: forged_token alert counted %d events, want %d", r.Monitor.Alerts["forged_token"], 60*3)
+	case r.Enforce.Responses["block_ip"] != 5:
+		t.Errorf("enforce: %d addresses blocked, want the attacker's 5", r.Enforce.Responses["block_ip"])
 	case r.Normal.FalseAlerts != 0 || r.Normal.Failures != 0:
 		t.Errorf("ordinary traffic: %d false alerts, %d failures", r.Normal.FalseAlerts, r.Normal.Failures)
 	}

@@ -277,10 +277,16 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 		d.note("the attack raised no alert")
 	}
 
-	// Scope from the log: whose data left for a forged token.
+	// Scope from the log: whose data left for a forged token; and what
+	// detection did on its own.
 	exposed := map[string]bool{}
-	err = d.n.Audit.Query(ctx, audit.Filter{Since: since, Types: []string{"access_monitored", "data_read"}}, func(r audit.Record) error {
-		if r.Event.Fields["reason"] == "forged_token" && r.Event.Fields["status"] == int64(200) {
+	pr.Responses = map[string]int{}
+	err = d.n.Audit.Query(ctx, audit.Filter{Since: since, Types: []string{"access_monitored", "data_read", detect.EventAlertResponse}}, func(r audit.Record) error {
+		switch {
+		case r.Event.Type == detect.EventAlertResponse:
+			action, _ := r.Event.Fields["action"].(string)
+			pr.Responses[action]++
+		case r.Event.Fields["reason"] == "forged_token" && r.Event.Fields["status"] == int64(200):
 			exposed[r.Event.Subject] = true
 		}
 		return nil
@@ -297,6 +303,9 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 	}
 	d.note("scope from the audit log: %d customers' data left for forged tokens; the attacker got %d; exact: %v",
 		len(exposed), len(attack.exposed), pr.ScopeExact)
+	if n := pr.Responses[detect.ActionBlockIP]; n > 0 {
+		d.note("detection blocked %d of the attacker's addresses at the guard on its own", n)
+	}
 	return nil
 }
 
