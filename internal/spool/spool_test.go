@@ -417,3 +417,30 @@ func TestDrainRefusesZeroLengthRecord(t *testing.T) {
 		t.Fatalf("drain of a zeroed record: moved %d, %v; log holds %d", n, err, len(m.entries))
 	}
 }
+
+// The state file's parser refuses what it does not understand, and what
+// it accepts writes back the same.
+func FuzzReadState(f *testing.F) {
+	f.Add("custos-spool v1\ndrained 0\n")
+	f.Add("custos-spool v1\ndrained 12\ninflight 12 40 7\n")
+	f.Add("custos-spool v1\ndrained 12\ninflight 4 8 0\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "state"), []byte(text), 0o600)
+		st, err := readState(dir)
+		if err != nil {
+			return
+		}
+		if st.drained < 0 || st.inflight != nil && (st.inflight.from != st.drained || st.inflight.to <= st.inflight.from) {
+			t.Fatalf("accepted %q as %+v", text, st)
+		}
+		if err := writeState(dir, st); err != nil {
+			t.Fatal(err)
+		}
+		again, err := readState(dir)
+		if err != nil || again.drained != st.drained || (again.inflight == nil) != (st.inflight == nil) ||
+			again.inflight != nil && *again.inflight != *st.inflight {
+			t.Fatalf("%q: %+v wrote back as %+v, %v", text, st, again, err)
+		}
+	})
+}
