@@ -145,17 +145,6 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 		cfg.Logger = slog.Default()
 	}
 	d := &Detector{cfg: cfg}
-	for _, r := range cfg.Rules.Rules {
-		ev, err := newEvaluator(r)
-		if err != nil {
-			return nil, fmt.Errorf("detect: rule %s: %w", r.Name, err)
-		}
-		d.evals = append(d.evals, ev)
-		d.maxWindow = max(d.maxWindow, r.Window, horizonOf(ev))
-	}
-	if err := d.seed(ctx); err != nil {
-		return nil, err
-	}
 	st, err := cfg.Store.DetectorState(ctx, cfg.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -164,20 +153,41 @@ func New(ctx context.Context, cfg Config) (*Detector, error) {
 			return nil, fmt.Errorf("detect: %w", err)
 		}
 		st = store.DetectorState{Name: cfg.Name, Next: ls.Pruned, Warm: ls.Pruned}
-		d.state, d.initial = st, st.Next
+		d.initial = st.Next
 	case err != nil:
 		return nil, fmt.Errorf("detect: %w", err)
-	default:
-		d.state = st
-		if err := d.replay(ctx, st.Warm, st.Next); err != nil {
-			return nil, err
-		}
 	}
-	if err := d.loadOpen(ctx); err != nil {
+	if err := d.start(ctx, st); err != nil {
 		return nil, err
 	}
-	d.next.Store(d.state.Next)
 	return d, nil
+}
+
+// start makes the rules afresh and brings them to st: seeded from the
+// store, their windows rebuilt from [st.Warm, st.Next) without raising
+// anything, and the open alerts loaded.
+func (d *Detector) start(ctx context.Context, st store.DetectorState) error {
+	d.evals, d.marks, d.latest, d.maxWindow = nil, nil, time.Time{}, 0
+	for _, r := range d.cfg.Rules.Rules {
+		ev, err := newEvaluator(r)
+		if err != nil {
+			return fmt.Errorf("detect: rule %s: %w", r.Name, err)
+		}
+		d.evals = append(d.evals, ev)
+		d.maxWindow = max(d.maxWindow, r.Window, horizonOf(ev))
+	}
+	if err := d.seed(ctx); err != nil {
+		return err
+	}
+	if err := d.replay(ctx, st.Warm, st.Next); err != nil {
+		return err
+	}
+	if err := d.loadOpen(ctx); err != nil {
+		return err
+	}
+	d.state, d.stale = st, false
+	d.next.Store(st.Next)
+	return nil
 }
 
 // seeder is a rule that starts from what the store knows.
@@ -356,12 +366,10 @@ func (d *Detector) feed(b batch) []firing {
 	return fired
 }
 
-// mark notes a batch, and forgets batches no window can reach any more.
+// mark notes a batch, and forgets batches no window can reach any more
+// (feed keeps d.latest).
 func (d *Detector) mark(first uint64, latest time.Time) {
 	d.marks = append(d.marks, mark{first: first, latest: latest})
-	if latest.After(d.latest) {
-		d.latest = latest
-	}
 	cutoff := d.latest.Add(-d.maxWindow)
 	for len(d.marks) > 1 && d.marks[0].latest.Before(cutoff) {
 		d.marks = d.marks[1:]
@@ -505,33 +513,14 @@ func (d *Detector) rebuild(ctx context.Context) error {
 	st, err := d.cfg.Store.DetectorState(ctx, d.cfg.Name)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		st = store.DetectorState{Name: d.cfg.Name, Next: d.state.Next, Warm: d.state.Next}
 		if d.state.Next != d.initial {
 			return fmt.Errorf("detect: the stored state of detector %q is gone", d.cfg.Name)
 		}
+		st = store.DetectorState{Name: d.cfg.Name, Next: d.initial, Warm: d.initial}
 	case err != nil:
 		return fmt.Errorf("detect: %w", err)
 	}
-	d.evals, d.marks, d.latest = nil, nil, time.Time{}
-	for _, r := range d.cfg.Rules.Rules {
-		ev, err := newEvaluator(r)
-		if err != nil {
-			return err
-		}
-		d.evals = append(d.evals, ev)
-	}
-	if err := d.seed(ctx); err != nil {
-		return err
-	}
-	if err := d.replay(ctx, st.Warm, st.Next); err != nil {
-		return err
-	}
-	if err := d.loadOpen(ctx); err != nil {
-		return err
-	}
-	d.state, d.stale = st, false
-	d.next.Store(st.Next)
-	return nil
+	return d.start(ctx, st)
 }
 
 // detection turns firings into alerts raised or grown, against a copy of
