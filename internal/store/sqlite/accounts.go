@@ -100,18 +100,5 @@ func (s *Store) updateAccount(ctx context.Context, q string, args ...any) error 
 
 // ListAccounts returns up to limit accounts with IDs after after, in ID order.
 func (s *Store) ListAccounts(ctx context.Context, after string, limit int) ([]store.Account, error) {
-	rows, err := s.query(ctx, `SELECT `+accountCols+` FROM accounts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanAccount, `SELECT `+accountCols+` FROM accounts WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 }

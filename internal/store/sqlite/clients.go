@@ -64,20 +64,7 @@ func (s *Store) Client(ctx context.Context, id string) (store.Client, error) {
 
 // ListClients returns every client in ID order.
 func (s *Store) ListClients(ctx context.Context) ([]store.Client, error) {
-	rows, err := s.query(ctx, `SELECT `+clientCols+` FROM clients ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanClient, `SELECT `+clientCols+` FROM clients ORDER BY id`)
 }
 
 // DeleteClient removes a client. Its unexpired tokens' receipts are revoked

@@ -92,23 +92,16 @@ const deliveryCols = `id, alert_id, target, payload, created_at, attempts, next_
 // DueDeliveries returns up to limit deliveries neither delivered nor given
 // up whose next attempt is due at now, oldest first.
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]store.AlertDelivery, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+deliveryCols+` FROM alert_deliveries
+	return queryAll(ctx, s, scanDelivery, `SELECT `+deliveryCols+` FROM alert_deliveries
 		WHERE delivered_at = 0 AND given_up_at = 0 AND next_at <= ? ORDER BY next_at, id LIMIT ?`, ts(now), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.AlertDelivery
-	for rows.Next() {
-		var d store.AlertDelivery
-		var created, next, delivered, gaveUp int64
-		if err := rows.Scan(&d.ID, &d.AlertID, &d.Target, &d.Payload, &created, &d.Attempts, &next, &delivered, &gaveUp, &d.LastError); err != nil {
-			return nil, err
-		}
-		d.CreatedAt, d.NextAt, d.DeliveredAt, d.GivenUpAt = tm(created), tm(next), tm(delivered), tm(gaveUp)
-		out = append(out, d)
-	}
-	return out, rows.Err()
+}
+
+func scanDelivery(sc scanner) (store.AlertDelivery, error) {
+	var d store.AlertDelivery
+	var created, next, delivered, gaveUp int64
+	err := sc.Scan(&d.ID, &d.AlertID, &d.Target, &d.Payload, &created, &d.Attempts, &next, &delivered, &gaveUp, &d.LastError)
+	d.CreatedAt, d.NextAt, d.DeliveredAt, d.GivenUpAt = tm(created), tm(next), tm(delivered), tm(gaveUp)
+	return d, err
 }
 
 // RecordDelivery stores the outcome of an attempt: d's Attempts, NextAt,
@@ -160,20 +153,7 @@ func (s *Store) Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert,
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.Alert
-	for rows.Next() {
-		a, err := scanAlert(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s, scanAlert, q, args...)
 }
 
 // AckAlert marks an open alert acknowledged and appends ev (its audit
@@ -224,22 +204,13 @@ func (s *Store) BlockIP(ctx context.Context, b store.IPBlock, ev []byte) error {
 
 // IPBlocks returns the blocks in force at now, by IP.
 func (s *Store) IPBlocks(ctx context.Context, now time.Time) ([]store.IPBlock, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT ip, until, reason, created_at, updated_at FROM ip_blocks WHERE until > ? ORDER BY ip`, ts(now))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.IPBlock
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (store.IPBlock, error) {
 		var b store.IPBlock
 		var until, created, updated int64
-		if err := rows.Scan(&b.IP, &until, &b.Reason, &created, &updated); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&b.IP, &until, &b.Reason, &created, &updated)
 		b.Until, b.CreatedAt, b.UpdatedAt = tm(until), tm(created), tm(updated)
-		out = append(out, b)
-	}
-	return out, rows.Err()
+		return b, err
+	}, `SELECT ip, until, reason, created_at, updated_at FROM ip_blocks WHERE until > ? ORDER BY ip`, ts(now))
 }
 
 // UnblockIP lifts the block on ip at now and appends ev in the same
@@ -260,21 +231,9 @@ func (s *Store) UnblockIP(ctx context.Context, ip string, now time.Time, ev []by
 // ActiveSessions returns up to limit sessions with a token alive at now:
 // an access token's receipt or a refresh token.
 func (s *Store) ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT session_id FROM refresh_tokens WHERE expires_at > ? AND revoked_at = 0 AND session_id != ''
+	return queryAll(ctx, s, func(sc scanner) (sid string, err error) { return sid, sc.Scan(&sid) },
+		`SELECT session_id FROM refresh_tokens WHERE expires_at > ? AND revoked_at = 0 AND session_id != ''
 		UNION SELECT session_id FROM receipts WHERE expires_at > ? AND session_id != '' LIMIT ?`, ts(now), ts(now), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var sid string
-		if err := rows.Scan(&sid); err != nil {
-			return nil, err
-		}
-		out = append(out, sid)
-	}
-	return out, rows.Err()
 }
 
 // PruneDeliveries deletes alert deliveries delivered or given up before

@@ -54,26 +54,22 @@ func (s *Store) RemoveSSFStream(ctx context.Context, id string, at time.Time, ev
 
 // SSFStreams returns the live streams, by id.
 func (s *Store) SSFStreams(ctx context.Context) ([]store.SSFStream, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+ssfStreamCols+` FROM ssf_streams WHERE removed_at = 0 ORDER BY id`)
-	if err != nil {
-		return nil, err
+	return queryAll(ctx, s, scanSSFStream, `SELECT `+ssfStreamCols+` FROM ssf_streams WHERE removed_at = 0 ORDER BY id`)
+}
+
+func scanSSFStream(sc scanner) (store.SSFStream, error) {
+	var st store.SSFStream
+	var events string
+	var start, created, removed int64
+	if err := sc.Scan(&st.ID, &st.Audience, &st.Delivery, &st.Endpoint, &st.AuthEnv, &st.PollHash, &events, &start, &created, &removed); err != nil {
+		return st, err
 	}
-	defer rows.Close()
-	var out []store.SSFStream
-	for rows.Next() {
-		var st store.SSFStream
-		var events string
-		var start, created, removed int64
-		if err := rows.Scan(&st.ID, &st.Audience, &st.Delivery, &st.Endpoint, &st.AuthEnv, &st.PollHash, &events, &start, &created, &removed); err != nil {
-			return nil, err
-		}
-		if st.Events, err = parseList(events); err != nil {
-			return nil, fmt.Errorf("stream %q: events: %w", st.ID, err)
-		}
-		st.StartIndex, st.CreatedAt, st.RemovedAt = uint64(start), tm(created), tm(removed)
-		out = append(out, st)
+	st.StartIndex, st.CreatedAt, st.RemovedAt = uint64(start), tm(created), tm(removed)
+	var err error
+	if st.Events, err = parseList(events); err != nil {
+		return st, fmt.Errorf("stream %q: events: %w", st.ID, err)
 	}
-	return out, rows.Err()
+	return st, nil
 }
 
 // SaveTransmission stores the transmitter's batch: its position and the
@@ -103,23 +99,14 @@ func (s *Store) PendingSSFTokens(ctx context.Context, stream string, now time.Ti
 	if now.IsZero() {
 		due = 1 << 62
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+ssfTokenCols+` FROM ssf_queue
-		WHERE stream_id = ? AND done_at = 0 AND given_up_at = 0 AND next_at <= ? ORDER BY id LIMIT ?`, stream, due, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.SSFToken
-	for rows.Next() {
+	return queryAll(ctx, s, func(sc scanner) (store.SSFToken, error) {
 		var t store.SSFToken
 		var created, next, done, gaveUp int64
-		if err := rows.Scan(&t.ID, &t.StreamID, &t.JTI, &t.Claims, &created, &t.Attempts, &next, &done, &gaveUp, &t.LastError); err != nil {
-			return nil, err
-		}
+		err := sc.Scan(&t.ID, &t.StreamID, &t.JTI, &t.Claims, &created, &t.Attempts, &next, &done, &gaveUp, &t.LastError)
 		t.CreatedAt, t.NextAt, t.DoneAt, t.GivenUpAt = tm(created), tm(next), tm(done), tm(gaveUp)
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		return t, err
+	}, `SELECT `+ssfTokenCols+` FROM ssf_queue
+		WHERE stream_id = ? AND done_at = 0 AND given_up_at = 0 AND next_at <= ? ORDER BY id LIMIT ?`, stream, due, limit)
 }
 
 // RecordSSFToken stores the outcome of an attempt at t.
