@@ -90,6 +90,20 @@ func (g *guardFlags) openSpool(w io.Writer) (*spool.Spool, error) {
 	return sp, nil
 }
 
+// start opens the spool, if one is named, and returns the guarded reverse
+// proxy to up with it. The caller closes the spool.
+func (g *guardFlags) start(ctx context.Context, n *node.Node, up *url.URL, p *guard.Policy, log *slog.Logger, w io.Writer) (http.Handler, *spool.Spool, error) {
+	sp, err := g.openSpool(w)
+	if err != nil {
+		return nil, nil, err
+	}
+	h, err := g.handler(ctx, n, up, p, sp, log)
+	if err != nil && sp != nil {
+		sp.Close()
+	}
+	return h, sp, err
+}
+
 // handler is the guarded reverse proxy to up.
 func (g *guardFlags) handler(ctx context.Context, n *node.Node, up *url.URL, p *guard.Policy, sp *spool.Spool, log *slog.Logger) (http.Handler, error) {
 	proxy := &httputil.ReverseProxy{
@@ -147,16 +161,12 @@ func guardCmd(ctx context.Context, args []string, stdio IO) error {
 		return err
 	}
 	defer n.Close()
-	sp, err := gf.openSpool(stdio.Stdout)
+	h, sp, err := gf.start(ctx, n, up, policy, log, stdio.Stdout)
 	if err != nil {
 		return err
 	}
 	if sp != nil {
 		defer sp.Close()
-	}
-	h, err := gf.handler(ctx, n, up, policy, sp, log)
-	if err != nil {
-		return err
 	}
 	gf.describe(stdio.Stdout, ln, up, policy, n.Config().Issuer)
 	return n.ServeGuard(ctx, ln, h, sp)

@@ -115,16 +115,12 @@ func serve(ctx context.Context, args []string, stdio IO) error {
 		return fmt.Errorf("guard: listen: %w", err)
 	}
 	defer gln.Close()
-	sp, err := gf.openSpool(stdio.Stdout)
+	h, sp, err := gf.start(ctx, n, up, policy, log, stdio.Stdout)
 	if err != nil {
 		return err
 	}
 	if sp != nil {
 		defer sp.Close()
-	}
-	h, err := gf.handler(ctx, n, up, policy, sp, log)
-	if err != nil {
-		return err
 	}
 	gf.describe(stdio.Stdout, gln, up, policy, base)
 	log.Info("serving", "issuer", base, "addr", ln.Addr().String(), "guard", gln.Addr().String())
