@@ -419,10 +419,7 @@ func BenchmarkGuardMiddleware(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	policy := ordersPolicy(b)
 	body := []byte(`{"orders":[{"id":"o_1","total":12000}]}`)
 	h, err := n.Guard(b.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	if err != nil {
@@ -477,10 +474,7 @@ func BenchmarkGuardProxy(b *testing.B) {
 	newProxy := func() *httputil.ReverseProxy {
 		return &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() }, Transport: benchTransport(b)}
 	}
-	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	policy := ordersPolicy(b)
 	guarded, err := n.Guard(b.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, newProxy())
 	if err != nil {
 		b.Fatal(err)

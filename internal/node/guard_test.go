@@ -105,6 +105,17 @@ route GET /customers/{id}/orders
 	}
 }
 
+// ordersPolicy is a policy with one staff route: a customer's orders, for
+// tokens with orders:read.
+func ordersPolicy(t testing.TB) *guard.Policy {
+	t.Helper()
+	p, err := guard.ParsePolicy("orders.policy", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func fmtReason(e event.Event) string {
 	if r, ok := e.Fields["reason"].(string); ok {
 		return r
@@ -117,10 +128,7 @@ func fmtReason(e event.Event) string {
 // with conflicting Content-Length and Transfer-Encoding, malformed paths.
 func TestGuardBadInput(t *testing.T) {
 	n, _ := startNode(t, nil)
-	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := ordersPolicy(t)
 	var calls atomic.Int64
 	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -192,10 +200,7 @@ func TestGuardBadInput(t *testing.T) {
 func TestGuardSeesRevocation(t *testing.T) {
 	n, base := startNode(t, nil)
 	_, token := service(t, n, base)
-	policy, err := guard.ParsePolicy("p", strings.NewReader("custos-guard-policy v1\nroute GET /customers/{id}/orders\n subject path id\n staff-scope orders:read\n data order_history\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := ordersPolicy(t)
 	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "orders")
 	}))
@@ -242,15 +247,7 @@ func TestGuardSpoolsWhileTheLogIsDown(t *testing.T) {
 	n, base := startNode(t, nil)
 	_, token := service(t, n, base)
 	tok := token()
-	policy, err := guard.ParsePolicy("orders.policy", strings.NewReader(`custos-guard-policy v1
-route GET /customers/{id}/orders
-    subject path id
-    staff-scope orders:read
-    data order_history
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := ordersPolicy(t)
 	spoolDir := filepath.Join(t.TempDir(), "spool")
 	sp, _, err := spool.Open(spoolDir, 0)
 	if err != nil {
@@ -355,15 +352,7 @@ func TestForgedTokenBlocksItsIP(t *testing.T) {
 	_, forge := stolenKey(t, n, base)
 	_, token := service(t, n, base)
 	tok := token()
-	policy, err := guard.ParsePolicy("orders.policy", strings.NewReader(`custos-guard-policy v1
-route GET /customers/{id}/orders
-    subject path id
-    staff-scope orders:read
-    data order_history
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := ordersPolicy(t)
 	h, err := n.Guard(t.Context(), node.GuardConfig{Policy: policy, Audience: "orders"}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"orders":[]}`)
 	}))
