@@ -83,11 +83,14 @@ func (t *Transmitter) now() time.Time {
 // Step reads one batch of new log entries and queues their tokens; it
 // returns how many entries it read.
 func (t *Transmitter) Step(ctx context.Context) (int, error) {
-	ls, err := t.Store.LogState(ctx)
+	streams, err := t.Store.SSFStreams(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
-	streams, err := t.Store.SSFStreams(ctx)
+	if len(streams) == 0 {
+		return 0, nil // nobody to tell: each stream starts after its own addition
+	}
+	ls, err := t.Store.LogState(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
@@ -95,28 +98,26 @@ func (t *Transmitter) Step(ctx context.Context) (int, error) {
 	prev := st.Next
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		// A first start: from the oldest stream's start, or from what
-		// the log holds now.
-		st, prev = store.DetectorState{Name: stateName, Next: ls.Sequenced}, 0
-		for _, s := range streams {
-			st.Next = min(st.Next, s.StartIndex+1)
-		}
+		st, prev = store.DetectorState{Name: stateName}, 0
 	case err != nil:
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
-	from := max(st.Next, ls.Pruned)
-	if from > st.Next && st.Next > 0 {
-		t.logger().Warn("ssf: entries pruned before they were read", "from", st.Next, "to", from)
+	// Nothing before the oldest stream's addition is anybody's.
+	floor := streams[0].StartIndex + 1
+	for _, s := range streams {
+		floor = min(floor, s.StartIndex+1)
+	}
+	from := max(st.Next, floor)
+	if ls.Pruned > from {
+		t.logger().Warn("ssf: entries pruned before they were read", "from", from, "to", ls.Pruned)
+		from = ls.Pruned
 	}
 	batch := uint64(t.Batch)
 	if batch == 0 {
 		batch = 4096
 	}
 	to := min(ls.Sequenced, from+batch)
-	if len(streams) == 0 {
-		to = ls.Sequenced // nobody to tell: move on without reading
-	}
-	if to <= from && prev != 0 {
+	if to <= from {
 		return 0, nil
 	}
 	var toks []store.SSFToken
@@ -142,12 +143,10 @@ func (t *Transmitter) Step(ctx context.Context) (int, error) {
 		}
 		return nil
 	}
-	if len(streams) > 0 && to > from {
-		if err := tlog.ReadEntries(ctx, t.Store, from, to, read); err != nil {
-			return 0, fmt.Errorf("ssf: read the log [%d, %d): %w", from, to, err)
-		}
+	if err := tlog.ReadEntries(ctx, t.Store, from, to, read); err != nil {
+		return 0, fmt.Errorf("ssf: read the log [%d, %d): %w", from, to, err)
 	}
-	next := store.DetectorState{Name: stateName, Next: max(to, from), Warm: max(to, from), UpdatedAt: t.now()}
+	next := store.DetectorState{Name: stateName, Next: to, Warm: to, UpdatedAt: t.now()}
 	err = t.Store.SaveTransmission(ctx, store.SSFTransmission{State: next, PrevNext: prev, Tokens: toks})
 	if errors.Is(err, store.ErrConflict) {
 		return 0, nil // another process transmitted this batch
@@ -155,7 +154,7 @@ func (t *Transmitter) Step(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %w", err)
 	}
-	return int(next.Next - from), nil
+	return int(to - from), nil
 }
 
 // Run transmits until ctx ends, every interval once caught up.
