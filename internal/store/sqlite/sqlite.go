@@ -41,6 +41,15 @@ const maxBatch = 512
 // to overflow pages.
 const pageSize = 4096
 
+// readerCachePages is each read connection's page cache, in pages. SQLite
+// allocates a cache's first 20 pages in one block and recycles them; pages
+// past those are allocated one by one, and the driver's allocator maps and
+// unmaps memory for each. A reader's cache is emptied whenever another
+// connection has committed since its last read, which under steady writes
+// is nearly every read, so a larger cache would mostly be allocated and
+// freed again, costing two system calls per page.
+const readerCachePages = 20
+
 // Store is the SQLite backend. It is safe for concurrent use.
 type Store struct {
 	wdb  *sql.DB // one connection, used only by the writer goroutine
@@ -130,7 +139,7 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	}
 
 	rq := url.Values{}
-	for _, p := range []string{pragmas[0], "query_only(ON)"} {
+	for _, p := range []string{pragmas[0], "query_only(ON)", fmt.Sprintf("cache_size(%d)", readerCachePages)} {
 		rq.Add("_pragma", p)
 	}
 	rdb, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
