@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/pressly/goose/v3"
 
@@ -89,5 +90,91 @@ func TestMigrateTilesToParts(t *testing.T) {
 		if width != want.Width || !bytes.Equal(data, want.Data) {
 			t.Fatalf("tile %d/%d after migrating down differs", want.Level, want.Index)
 		}
+	}
+}
+
+// TestMigrateFamilies builds a database as migration 11 left it, with
+// tokens revoked row by row, and checks that opening it records every
+// family, so that revoking a family, session or subject reaches tokens
+// issued before the migration, and that migrating down puts the families'
+// revocations back onto their tokens.
+func TestMigrateFamilies(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), FileName)
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(splitTiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 11); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	exp := now.Add(time.Hour).UnixNano()
+	for _, q := range []string{
+		`INSERT INTO receipts (jti, kind, subject, client_id, key_id, issued_at, expires_at, session_id, grant_type, client_ip, family_id, revoked_at) VALUES
+			('a1', 'access', 'acc_1', 'shop', 'k', 1, ?1, 'sid-1', 'authorization_code', '', 'f1', 0),
+			('a2', 'access', 'acc_1', 'shop', 'k', 1, ?1, 'sid-2', 'refresh_token', '', 'f2', 0),
+			('a3', 'access', 'acc_2', 'shop', 'k', 1, ?1, 'sid-3', 'authorization_code', '', 'f3', 0),
+			('a4', 'access', 'acc_2', 'shop', 'k', 1, ?1, 'sid-3', 'authorization_code', '', 'f4', 0),
+			('svc', 'access', 'svc', 'svc', 'k', 1, ?1, '', 'client_credentials', '', '', 0)`,
+		`INSERT INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope, audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES
+			(x'01', 'r1', 'f1', 'shop', 'acc_1', 'sid-1', '', '', 1, 1, ?1, 0, 0),
+			(x'03', 'r3', 'f3', 'shop', 'acc_2', 'sid-3', '', '', 1, 1, ?1, 0, 0)`,
+	} {
+		if _, err := db.ExecContext(ctx, q, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	st, err := OpenFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		revoke func() (int, error)
+		want   int
+	}{
+		{func() (int, error) { return st.RevokeSubject(ctx, "acc_1", now) }, 2},
+		{func() (int, error) { return st.RevokeSession(ctx, "sid-3", now) }, 2},
+	} {
+		if n, err := c.revoke(); err != nil || n != c.want {
+			t.Fatalf("revoking tokens issued before the migration: %d, %v; want %d", n, err, c.want)
+		}
+	}
+	for _, jti := range []string{"a1", "a2", "a3", "a4"} {
+		if r, err := st.Receipt(ctx, jti); err != nil || !r.Revoked() {
+			t.Fatalf("receipt %s after revocation: revoked %v, %v", jti, r.Revoked(), err)
+		}
+	}
+	if r, err := st.Receipt(ctx, "svc"); err != nil || r.Revoked() {
+		t.Fatalf("a service token outside any family: revoked %v, %v", r.Revoked(), err)
+	}
+	for _, h := range [][]byte{{1}, {3}} {
+		if rt, err := st.RefreshToken(ctx, h); err != nil || rt.RevokedAt.IsZero() {
+			t.Fatalf("refresh token %x after revocation: %+v, %v", h, rt, err)
+		}
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := p.DownTo(ctx, 11); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM receipts WHERE revoked_at = 0 AND family_id != ''`).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("after migrating down, %d receipts of revoked families are not revoked", left)
 	}
 }

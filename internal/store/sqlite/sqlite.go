@@ -284,7 +284,7 @@ func (s *Store) Close() error {
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qSpendRefresh, qSequence, qInsertChunk, qLogSize, qAppendSeq, qPutTilePart)
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qRecordFamily, qSpendRefresh, qSequence, qInsertChunk, qLogSize, qAppendSeq, qPutTilePart)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {

@@ -66,7 +66,8 @@ func (s *Store) InsertGrant(ctx context.Context, g store.Grant) error {
 	})
 }
 
-// insertGrant writes a grant's receipts, refresh token and events in tx.
+// insertGrant writes a grant's receipts, refresh token, family and events
+// in tx.
 func (s *Store) insertGrant(ctx context.Context, tx *sql.Tx, g store.Grant) error {
 	if err := s.insertReceipts(ctx, tx, g.Receipts); err != nil {
 		return err
@@ -74,15 +75,70 @@ func (s *Store) insertGrant(ctx context.Context, tx *sql.Tx, g store.Grant) erro
 	if err := s.insertRefresh(ctx, tx, g.Refresh); err != nil {
 		return err
 	}
+	if err := s.recordFamilies(ctx, tx, g); err != nil {
+		return err
+	}
 	return s.appendEvents(ctx, tx, g.Events)
 }
 
-// Receipt returns the receipt for jti.
+// qRecordFamily adds a family, or moves its expiry later when a token
+// outlives the family's earlier ones (an access token refreshed shortly
+// before the refresh token expires). Most grants change nothing here.
+const qRecordFamily = `INSERT INTO families (id, subject, session_id, client_id, expires_at) VALUES (?, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at WHERE excluded.expires_at > families.expires_at`
+
+// recordFamilies records the family of each token in g (there is at most
+// one in a grant custos makes) with the latest expiry among them, so that
+// revoking the family, its session or its subject reaches every token.
+func (s *Store) recordFamilies(ctx context.Context, tx *sql.Tx, g store.Grant) error {
+	type family struct {
+		subject, session, client string
+		expires                  time.Time
+	}
+	var ids []string
+	fams := map[string]*family{}
+	add := func(id, subject, session, client string, exp time.Time) {
+		if id == "" {
+			return
+		}
+		f := fams[id]
+		if f == nil {
+			f = &family{subject: subject, session: session, client: client}
+			fams[id] = f
+			ids = append(ids, id)
+		}
+		if exp.After(f.expires) {
+			f.expires = exp
+		}
+	}
+	for _, r := range g.Receipts {
+		add(r.FamilyID, r.Subject, r.SessionID, r.ClientID, r.ExpiresAt)
+	}
+	if t := g.Refresh; t != nil {
+		add(t.FamilyID, t.Subject, t.SessionID, t.ClientID, t.ExpiresAt)
+	}
+	for _, id := range ids {
+		f := fams[id]
+		if _, err := s.exec(ctx, tx, qRecordFamily, id, f.subject, f.session, f.client, ts(f.expires)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// effectiveRevocation is a token row's revocation time: its own, or else
+// its family's. r is the token table's alias, f the joined family's.
+const effectiveRevocation = `CASE WHEN r.revoked_at != 0 THEN r.revoked_at ELSE coalesce(f.revoked_at, 0) END`
+
+// Receipt returns the receipt for jti. It is revoked if it was revoked
+// itself or its family was.
 func (s *Store) Receipt(ctx context.Context, jti string) (store.Receipt, error) {
 	var r store.Receipt
 	var kind string
 	var iat, exp, revoked int64
-	err := s.queryRow(ctx, `SELECT `+receiptCols+` FROM receipts WHERE jti = ?`, jti).Scan(
+	err := s.queryRow(ctx, `SELECT r.jti, r.kind, r.subject, r.client_id, r.key_id, r.issued_at, r.expires_at, r.session_id,
+		r.grant_type, r.client_ip, r.family_id, `+effectiveRevocation+`
+		FROM receipts r LEFT JOIN families f ON f.id = r.family_id WHERE r.jti = ?`, jti).Scan(
 		&r.JTI, &kind, &r.Subject, &r.ClientID, &r.KeyID, &iat, &exp, &r.SessionID, &r.Grant, &r.ClientIP, &r.FamilyID, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Receipt{}, fmt.Errorf("receipt: %w", store.ErrNotFound)
@@ -107,46 +163,47 @@ func (s *Store) RevokeReceipt(ctx context.Context, jti string, at time.Time) err
 	})
 }
 
-// RevokeSubject revokes every unexpired receipt and refresh token of a
-// subject (password change, account disabled). It returns how many receipts
-// it revoked.
+// RevokeSubject revokes every unexpired family of a subject, and with them
+// every token issued to the subject so far (password change, account
+// disabled). It returns how many families it revoked.
 func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time) (int, error) {
-	return s.revokeWhere(ctx, "subject = ?", subject, at)
+	return s.revokeFamilies(ctx, "subject = ?", subject, at)
 }
 
-// RevokeFamily revokes every receipt and refresh token descending from one
-// authorization (refresh-token reuse, replayed code, RFC 7009 revocation).
+// RevokeFamily revokes every token descending from one authorization
+// (refresh-token reuse, replayed code, RFC 7009 revocation). It returns 1,
+// or 0 if the family was already revoked or every token in it has expired.
 func (s *Store) RevokeFamily(ctx context.Context, familyID string, at time.Time) (int, error) {
 	if familyID == "" {
 		return 0, nil
 	}
-	return s.revokeWhere(ctx, "family_id = ?", familyID, at)
+	return s.revokeFamilies(ctx, "id = ?", familyID, at)
 }
 
-// RevokeSession revokes every receipt and refresh token of a login session.
+// RevokeSession revokes every family, and so every token, of a login
+// session. It returns how many families it revoked.
 func (s *Store) RevokeSession(ctx context.Context, sessionID string, at time.Time) (int, error) {
 	if sessionID == "" {
 		return 0, nil
 	}
-	return s.revokeWhere(ctx, "session_id = ?", sessionID, at)
+	return s.revokeFamilies(ctx, "session_id = ?", sessionID, at)
 }
 
-func (s *Store) revokeWhere(ctx context.Context, where, arg string, at time.Time) (int, error) {
+func (s *Store) revokeFamilies(ctx context.Context, where, arg string, at time.Time) (int, error) {
 	var n int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE receipts SET revoked_at = ? WHERE `+where+` AND revoked_at = 0 AND expires_at > ?`, ts(at), arg, ts(at))
+		res, err := tx.ExecContext(ctx, `UPDATE families SET revoked_at = ? WHERE `+where+` AND revoked_at = 0 AND expires_at > ?`, ts(at), arg, ts(at))
 		if err != nil {
 			return err
 		}
 		n, _ = res.RowsAffected()
-		_, err = tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE `+where+` AND revoked_at = 0`, ts(at), arg)
-		return err
+		return nil
 	})
 	return int(n), err
 }
 
-// Prune deletes receipts, refresh tokens and authorization codes that
-// expired before before. It returns how many receipts it deleted.
+// Prune deletes receipts, refresh tokens, families and authorization codes
+// that expired before before. It returns how many receipts it deleted.
 func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 	var n int64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -156,6 +213,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int, error) {
 		}
 		n, _ = res.RowsAffected()
 		if _, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, ts(before)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM families WHERE expires_at < ?`, ts(before)); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM auth_codes WHERE expires_at < ?`, ts(before))
@@ -218,12 +278,14 @@ func (s *Store) RedeemAuthCode(ctx context.Context, hash []byte, at time.Time, f
 	})
 }
 
-// RefreshToken returns the refresh token with the given hash.
+// RefreshToken returns the refresh token with the given hash. It is revoked
+// if it was revoked itself or its family was.
 func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshToken, error) {
 	var t store.RefreshToken
 	var authTime, iat, exp, spent, revoked int64
-	err := s.queryRow(ctx, `SELECT hash, jti, family_id, client_id, subject, session_id, scope, audience,
-		auth_time, issued_at, expires_at, spent_at, revoked_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(
+	err := s.queryRow(ctx, `SELECT r.hash, r.jti, r.family_id, r.client_id, r.subject, r.session_id, r.scope, r.audience,
+		r.auth_time, r.issued_at, r.expires_at, r.spent_at, `+effectiveRevocation+`
+		FROM refresh_tokens r LEFT JOIN families f ON f.id = r.family_id WHERE r.hash = ?`, hash).Scan(
 		&t.Hash, &t.JTI, &t.FamilyID, &t.ClientID, &t.Subject, &t.SessionID, &t.Scope, &t.Audience,
 		&authTime, &iat, &exp, &spent, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -237,7 +299,8 @@ func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshTok
 // that replaces it, all or nothing. If old was already spent it fails with
 // store.ErrReused; if it was revoked, with store.ErrNotFound. Either way
 // nothing changes; on ErrReused the caller revokes the family.
-const qSpendRefresh = `UPDATE OR FAIL refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0`
+const qSpendRefresh = `UPDATE OR FAIL refresh_tokens SET spent_at = ? WHERE hash = ? AND spent_at = 0 AND revoked_at = 0
+	AND NOT EXISTS (SELECT 1 FROM families WHERE id = refresh_tokens.family_id AND revoked_at != 0)`
 
 func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g store.Grant) error {
 	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -247,7 +310,8 @@ func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g s
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			var spent, revoked int64
-			err := tx.QueryRowContext(ctx, `SELECT spent_at, revoked_at FROM refresh_tokens WHERE hash = ?`, old).Scan(&spent, &revoked)
+			err := tx.QueryRowContext(ctx, `SELECT r.spent_at, `+effectiveRevocation+`
+				FROM refresh_tokens r LEFT JOIN families f ON f.id = r.family_id WHERE r.hash = ?`, old).Scan(&spent, &revoked)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
 				return fmt.Errorf("refresh token: %w", store.ErrNotFound)
@@ -263,9 +327,9 @@ func (s *Store) RotateRefresh(ctx context.Context, old []byte, at time.Time, g s
 	})
 }
 
-// RevocationEpoch returns a counter that every revocation of a receipt
-// increases in the revoking transaction (migration 7's trigger): while it
-// is unchanged, no receipt has been revoked.
+// RevocationEpoch returns a counter that every revocation of a receipt or a
+// family increases in the revoking transaction (the triggers of migrations
+// 7 and 12): while it is unchanged, no token has been revoked.
 func (s *Store) RevocationEpoch(ctx context.Context) (uint64, error) {
 	var epoch int64
 	err := s.queryRow(ctx, `SELECT epoch FROM revocation_epoch WHERE id = 1`).Scan(&epoch)

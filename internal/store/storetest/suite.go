@@ -433,7 +433,7 @@ func testRevocation(t *testing.T, b Backend) {
 	n, err := b.RevokeSubject(ctx, "acc_1", now)
 	must(t, err)
 	if n != 2 {
-		t.Fatalf("RevokeSubject revoked %d receipts, want 2 (unexpired ones only)", n)
+		t.Fatalf("RevokeSubject revoked %d families, want 2 (unexpired ones only)", n)
 	}
 	if epoch() == e1 {
 		t.Fatal("RevokeSubject left the revocation epoch as it was")
@@ -446,11 +446,42 @@ func testRevocation(t *testing.T, b Backend) {
 	if rt, _ := b.RefreshToken(ctx, []byte("ra")); rt.RevokedAt.IsZero() {
 		t.Fatal("RevokeSubject left the refresh token")
 	}
+	// b1 was revoked alone; its family f3 was not, and f9 is new: the
+	// session's two unrevoked families.
 	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{receipt("s1", "acc_3", "shop", "f9")}}))
 	n, err = b.RevokeSession(ctx, "sid-1", now)
 	must(t, err)
-	if n != 1 {
-		t.Fatalf("RevokeSession revoked %d, want 1", n)
+	if n != 2 {
+		t.Fatalf("RevokeSession revoked %d families, want 2", n)
+	}
+	if r, _ := b.Receipt(ctx, "s1"); !r.Revoked() {
+		t.Fatal("RevokeSession left s1")
+	}
+
+	// A token refreshed shortly before its family's refresh token expires
+	// outlives it, and a revocation after that expiry still reaches it.
+	last := refresh("rz", "acc_4", "shop", "fz")
+	last.SessionID, last.ExpiresAt = "sid-z", now.Add(time.Minute)
+	must(t, b.InsertGrant(ctx, store.Grant{Refresh: last}))
+	late := receipt("late", "acc_4", "shop", "fz")
+	late.SessionID, late.IssuedAt, late.ExpiresAt = "sid-z", now.Add(50*time.Second), now.Add(10*time.Minute)
+	must(t, b.InsertGrant(ctx, store.Grant{Receipts: []store.Receipt{late}}))
+	n, err = b.RevokeSubject(ctx, "acc_4", now.Add(2*time.Minute))
+	must(t, err)
+	if r, _ := b.Receipt(ctx, "late"); n != 1 || !r.Revoked() {
+		t.Fatalf("revoking a family past its refresh token's expiry: %d revoked, late token revoked %v", n, r.Revoked())
+	}
+	// A family whose every token has expired has nothing left to revoke.
+	gone := refresh("ry", "acc_4", "shop", "fy")
+	gone.ExpiresAt = now.Add(time.Minute)
+	must(t, b.InsertGrant(ctx, store.Grant{Refresh: gone}))
+	n, err = b.RevokeFamily(ctx, "fy", now.Add(time.Hour))
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("RevokeFamily of an expired family revoked %d", n)
+	}
+	if n, _ = b.RevokeFamily(ctx, "fy", now); n != 1 {
+		t.Fatalf("RevokeFamily of a live family revoked %d, want 1", n)
 	}
 }
 
