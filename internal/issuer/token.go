@@ -189,8 +189,9 @@ func (is *Issuer) mint(ctx context.Context, m mintRequest) (*tokenResponse, stor
 			Hash: secretHash(secret), JTI: newID(), FamilyID: m.familyID, ClientID: m.client.ID, Subject: m.subject,
 			SessionID: m.sessionID, Scope: scope, Audience: m.audience, AuthTime: m.authTime, IssuedAt: now, ExpiresAt: m.refreshTo,
 		}
+		// The refresh token's row is its receipt: it is looked up by the
+		// token's hash, never by a jti.
 		resp.RefreshToken, g.Refresh = secret, rt
-		g.Receipts = append(g.Receipts, receipt(rt.JTI, store.ReceiptRefresh, "", m.refreshTo))
 		fields["refresh_jti"] = rt.JTI
 	}
 	return resp, g, fields, nil

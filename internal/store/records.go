@@ -74,9 +74,11 @@ type Key struct {
 type ReceiptKind string
 
 const (
-	ReceiptAccess  ReceiptKind = "access"
+	ReceiptAccess ReceiptKind = "access"
+	ReceiptID     ReceiptKind = "id"
+	// ReceiptRefresh receipts were written for refresh tokens by earlier
+	// versions; a refresh token's own row (RefreshToken) is its record.
 	ReceiptRefresh ReceiptKind = "refresh"
-	ReceiptID      ReceiptKind = "id"
 )
 
 // Receipt records a token custos issued. It is written before the token is
@@ -86,7 +88,7 @@ type Receipt struct {
 	Kind      ReceiptKind
 	Subject   string
 	ClientID  string
-	KeyID     string // empty for opaque refresh tokens
+	KeyID     string
 	IssuedAt  time.Time
 	ExpiresAt time.Time
 	SessionID string
@@ -116,12 +118,12 @@ type AuthCode struct {
 	FamilyID      string // refresh family created when the code was redeemed
 }
 
-// RefreshToken is an opaque refresh token, stored by the hash of its value.
-// Each use spends it and issues a successor in the same family; presenting a
-// spent token revokes the whole family.
+// RefreshToken is an opaque refresh token, stored by the hash of its value;
+// the row is the token's receipt. Each use spends it and issues a successor
+// in the same family; presenting a spent token revokes the whole family.
 type RefreshToken struct {
 	Hash      []byte
-	JTI       string // the receipt's jti
+	JTI       string // names the token in events
 	FamilyID  string
 	ClientID  string
 	Subject   string

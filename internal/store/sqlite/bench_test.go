@@ -52,7 +52,7 @@ func BenchmarkRotateRefresh(b *testing.B) {
 		for pb.Next() {
 			next := newRefresh(family)
 			g := store.Grant{Refresh: next, Receipts: []store.Receipt{
-				receipt(store.ReceiptAccess, family), receipt(store.ReceiptID, family), receipt(store.ReceiptRefresh, family)}}
+				receipt(store.ReceiptAccess, family), receipt(store.ReceiptID, family)}}
 			if err := st.RotateRefresh(b.Context(), cur.Hash, time.Now(), g); err != nil {
 				b.Error(err)
 				return
