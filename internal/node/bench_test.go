@@ -293,9 +293,8 @@ func BenchmarkRefreshGrant(b *testing.B) {
 	tr := benchTransport(b)
 	hc := &http.Client{Transport: tr}
 
-	// Chains outlive one run of the sub-benchmark: each run takes as many
-	// as it has workers and puts them back with their newest token.
-	const parallelism = 32
+	// Chains outlive one run of a sub-benchmark: each run takes as many as
+	// it has workers and puts them back with their newest token.
 	var (
 		mu     sync.Mutex
 		chains []string
@@ -319,46 +318,50 @@ func BenchmarkRefreshGrant(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	topUp(b, parallelism*runtime.NumCPU())
 
-	b.Run("loopback", func(b *testing.B) {
-		topUp(b, parallelism*runtime.GOMAXPROCS(0))
-		var last string
-		b.SetParallelism(parallelism)
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			mu.Lock()
-			rt := chains[len(chains)-1]
-			chains = chains[:len(chains)-1]
-			mu.Unlock()
-			var at string
-			defer func() {
+	// Each worker is a client with its own connection: 64 of them, and 256,
+	// which keeps the server saturated while some wait for a commit.
+	for _, clients := range []int{64, 256} {
+		parallelism := max(1, clients/runtime.GOMAXPROCS(0))
+		b.Run(fmt.Sprintf("clients-%d", clients), func(b *testing.B) {
+			topUp(b, parallelism*runtime.GOMAXPROCS(0))
+			var last string
+			b.SetParallelism(parallelism)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
 				mu.Lock()
-				chains = append(chains, rt)
-				if at != "" {
-					last = at
-				}
+				rt := chains[len(chains)-1]
+				chains = chains[:len(chains)-1]
 				mu.Unlock()
-			}()
-			form := url.Values{"grant_type": {"refresh_token"}, "client_id": {benchClientID}, "refresh_token": {""}}
-			for pb.Next() {
-				form.Set("refresh_token", rt)
-				tok, err := postToken(hc, base, form, benchClientID, "")
-				if err != nil {
-					b.Error(err)
-					return
+				var at string
+				defer func() {
+					mu.Lock()
+					chains = append(chains, rt)
+					if at != "" {
+						last = at
+					}
+					mu.Unlock()
+				}()
+				form := url.Values{"grant_type": {"refresh_token"}, "client_id": {benchClientID}, "refresh_token": {""}}
+				for pb.Next() {
+					form.Set("refresh_token", rt)
+					tok, err := postToken(hc, base, form, benchClientID, "")
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if tok.RefreshToken == "" || tok.RefreshToken == rt {
+						b.Error("refresh did not rotate the refresh token")
+						return
+					}
+					rt, at = tok.RefreshToken, tok.AccessToken
 				}
-				if tok.RefreshToken == "" || tok.RefreshToken == rt {
-					b.Error("refresh did not rotate the refresh token")
-					return
-				}
-				rt, at = tok.RefreshToken, tok.AccessToken
-			}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
+			requireReceipt(b, n, benchAudience, last)
 		})
-		b.StopTimer()
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
-		requireReceipt(b, n, benchAudience, last)
-	})
+	}
 }
 
 // BenchmarkClientCredentials is the client-credentials grant for a
