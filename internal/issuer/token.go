@@ -188,6 +188,7 @@ func (is *Issuer) mint(ctx context.Context, m mintRequest) (*tokenResponse, stor
 		rt := &store.RefreshToken{
 			Hash: secretHash(secret), JTI: newID(), FamilyID: m.familyID, ClientID: m.client.ID, Subject: m.subject,
 			SessionID: m.sessionID, Scope: scope, Audience: m.audience, AuthTime: m.authTime, IssuedAt: now, ExpiresAt: m.refreshTo,
+			Grant: m.grant, ClientIP: m.ip,
 		}
 		// The refresh token's row is its receipt: it is looked up by the
 		// token's hash, never by a jti.

@@ -135,6 +135,8 @@ type RefreshToken struct {
 	ExpiresAt time.Time
 	SpentAt   time.Time
 	RevokedAt time.Time
+	Grant     string // grant type that produced it
+	ClientIP  string
 }
 
 // Grant is what one token-endpoint request writes: the receipts of the

@@ -43,7 +43,7 @@ func (s *Store) insertReceipts(ctx context.Context, tx *sql.Tx, rs []store.Recei
 }
 
 const qInsertRefresh = `INSERT OR FAIL INTO refresh_tokens (hash, jti, family_id, client_id, subject, session_id, scope,
-		audience, auth_time, issued_at, expires_at, spent_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		audience, auth_time, issued_at, expires_at, spent_at, revoked_at, grant_type, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshToken) error {
 	if t == nil {
@@ -51,7 +51,7 @@ func (s *Store) insertRefresh(ctx context.Context, tx *sql.Tx, t *store.RefreshT
 	}
 	_, err := s.exec(ctx, tx, qInsertRefresh,
 		t.Hash, t.JTI, t.FamilyID, t.ClientID, t.Subject, t.SessionID, t.Scope, t.Audience,
-		ts(t.AuthTime), ts(t.IssuedAt), ts(t.ExpiresAt), ts(t.SpentAt), ts(t.RevokedAt))
+		ts(t.AuthTime), ts(t.IssuedAt), ts(t.ExpiresAt), ts(t.SpentAt), ts(t.RevokedAt), t.Grant, t.ClientIP)
 	if isUnique(err) {
 		return fmt.Errorf("refresh token: %w", store.ErrConflict)
 	}
@@ -284,10 +284,10 @@ func (s *Store) RefreshToken(ctx context.Context, hash []byte) (store.RefreshTok
 	var t store.RefreshToken
 	var authTime, iat, exp, spent, revoked int64
 	err := s.queryRow(ctx, `SELECT r.hash, r.jti, r.family_id, r.client_id, r.subject, r.session_id, r.scope, r.audience,
-		r.auth_time, r.issued_at, r.expires_at, r.spent_at, `+effectiveRevocation+`
+		r.auth_time, r.issued_at, r.expires_at, r.spent_at, `+effectiveRevocation+`, r.grant_type, r.client_ip
 		FROM refresh_tokens r LEFT JOIN families f ON f.id = r.family_id WHERE r.hash = ?`, hash).Scan(
 		&t.Hash, &t.JTI, &t.FamilyID, &t.ClientID, &t.Subject, &t.SessionID, &t.Scope, &t.Audience,
-		&authTime, &iat, &exp, &spent, &revoked)
+		&authTime, &iat, &exp, &spent, &revoked, &t.Grant, &t.ClientIP)
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.RefreshToken{}, fmt.Errorf("refresh token: %w", store.ErrNotFound)
 	}

@@ -245,6 +245,7 @@ func refresh(hash, sub, client, family string) *store.RefreshToken {
 	return &store.RefreshToken{
 		Hash: []byte(hash), JTI: "rt-jti-" + hash, FamilyID: family, ClientID: client, Subject: sub, SessionID: "sid-1",
 		Scope: "openid", Audience: "api", AuthTime: t0, IssuedAt: t0, ExpiresAt: t0.Add(24 * time.Hour),
+		Grant: "authorization_code", ClientIP: "203.0.113.7",
 	}
 }
 
