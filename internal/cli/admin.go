@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -45,7 +46,7 @@ func fmtTime(t time.Time) string {
 
 func keysCmd(ctx context.Context, args []string, stdio IO) error {
 	return subcommand(ctx, "keys", args, stdio, map[string]func(context.Context, []string, IO) error{
-		"list": keysList, "rotate": keysRotate, "revoke": keysRevoke, "import": keysImport,
+		"list": keysList, "rotate": keysRotate, "revoke": keysRevoke, "import": keysImport, "offboard": keysOffboard,
 	})
 }
 
@@ -155,6 +156,65 @@ func keysRevoke(ctx context.Context, args []string, stdio IO) error {
 	}
 	fmt.Fprintf(stdio.Stdout, "revoked %s: unpublished, and every token it signed is refused; a running custos applies this within a second\n", kid)
 	return nil
+}
+
+// keysOffboard records that a key custodian has left and, unless told not
+// to, revokes every key they hold.
+func keysOffboard(ctx context.Context, args []string, stdio IO) error {
+	fs := flags("keys offboard", stdio)
+	var nf nodeFlags
+	nf.register(fs)
+	reason := fs.String("reason", "", "why, or simply that they left (required; recorded)")
+	keep := fs.Bool("keep-keys", false, "do not revoke the custodian's keys; detection still raises any use of them")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("custos keys offboard: give exactly one custodian (as custos keys list shows it)")
+	}
+	if strings.TrimSpace(*reason) == "" {
+		return usagef("custos keys offboard: --reason is required")
+	}
+	n, err := nf.open(ctx, stdio)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	custodian := fs.Arg(0)
+	out, err := n.Custody.Offboard(ctx, custodian, actor(), *reason, !*keep)
+	if err != nil && len(out.Held) == 0 {
+		return err
+	}
+	if *asJSON {
+		held := make([]string, len(out.Held))
+		for i, k := range out.Held {
+			held[i] = k.ID
+		}
+		if jerr := writeJSONOut(stdio.Stdout, struct {
+			Custodian string   `json:"custodian"`
+			Held      []string `json:"held"`
+			Revoked   []string `json:"revoked"`
+		}{custodian, held, append([]string{}, out.Revoked...)}); jerr != nil {
+			return jerr
+		}
+		return err
+	}
+	fmt.Fprintf(stdio.Stdout, "offboarded %s: any token naming a key they hold now raises an alert\n", custodian)
+	for _, k := range out.Held {
+		switch {
+		case slices.Contains(out.Revoked, k.ID):
+			fmt.Fprintf(stdio.Stdout, "  %s revoked: unpublished, and every token it signed is refused\n", k.ID)
+		case k.State == store.KeyRevoked:
+			fmt.Fprintf(stdio.Stdout, "  %s was already revoked\n", k.ID)
+		default:
+			fmt.Fprintf(stdio.Stdout, "  %s kept (%s); revoke it with: custos keys revoke %s --reason ...\n", k.ID, k.State, k.ID)
+		}
+	}
+	if len(out.Held) == 0 {
+		fmt.Fprintln(stdio.Stdout, "  they hold no key")
+	}
+	return err
 }
 
 func keysImport(ctx context.Context, args []string, stdio IO) error {

@@ -52,7 +52,7 @@ Usage:
   custos serve [--demo] [--data DIR] [--addr HOST:PORT] [--issuer URL] [--witness URL=VKEY]...
                [--guard-upstream URL --guard-policy FILE [--guard-listen HOST:PORT] [--guard-audience AUD]
                 [--guard-spool DIR]] [--rules FILE] [--alert-webhook NAME=URL --alert-webhook-secret-env VAR]
-  custos keys list|rotate|revoke|import
+  custos keys list|rotate|revoke|import|offboard
   custos clients add|list|remove
   custos accounts add|disable|list
   custos token inspect [TOKEN]

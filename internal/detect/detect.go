@@ -28,10 +28,11 @@ type Store interface {
 	DetectorState(ctx context.Context, name string) (store.DetectorState, error)
 	SaveDetection(ctx context.Context, d store.Detection) error
 	Alerts(ctx context.Context, f store.AlertFilter) ([]store.Alert, error)
-	// Keys and ActiveSessions seed rules written in Go (key_state,
-	// session_origin): what they know may be older than anything a
-	// restart re-reads.
+	// Keys, OffboardedCustodians and ActiveSessions seed rules written in
+	// Go (key_state, key_custodian, session_origin): what they know may be
+	// older than anything a restart re-reads.
 	Keys(ctx context.Context) ([]store.Key, error)
+	OffboardedCustodians(ctx context.Context) ([]store.Offboarding, error)
 	ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
 

@@ -211,6 +211,7 @@ var codeRules map[string]codeRule
 func init() {
 	codeRules = map[string]codeRule{
 		"key_state":      keyStateRule,
+		"key_custodian":  keyCustodianRule,
 		"session_origin": sessionOriginRule,
 		"read_baseline":  readBaselineRule,
 	}

@@ -132,6 +132,17 @@ func TestRulesFire(t *testing.T) {
 			ev(20*time.Minute, event.ClassAccess, "data_read", "kid", "kid-old"),                                     // past it
 			ev(21*time.Minute, event.ClassAccess, "access_monitored", "kid", "kid-legacy", "reason", "forged_token"), // imported
 		}, "....!!", "kid-old"},
+		{"offboarded_custodian_key", []event.Event{
+			ev(0, event.ClassKey, "key_imported", "kid", "kid-legacy", "custodian", "cli:dana", "imported", true),
+			ev(0, event.ClassKey, "key_created", "kid", "kid-new", "custodian", "system"),
+			ev(s, event.ClassAccess, "data_read", "kid", "kid-legacy"),                                        // dana still works here
+			ev(2*s, event.ClassKey, "custodian_offboarded", "custodian", "cli:dana", "keys", 1, "revoked", 0), // she leaves
+			ev(3*s, event.ClassAccess, "data_read", "kid", "kid-new"),                                         // another custodian's key
+			ev(4*s, event.ClassToken, "token_issued", "kid", "kid-legacy"),                                    // not a token presented
+			ev(5*s, event.ClassAccess, "access_refused", "kid", "kid-legacy", "reason", "revoked_key"),        // her key, refused
+			ev(6*s, event.ClassToken, "forged_token", "kid", "kid-legacy"),                                    // her key, at introspection
+			ev(7*s, event.ClassAccess, "access_monitored", "kid", "kid-unknown", "reason", "unknown_kid"),     // a key nobody held
+		}, "......!!.", "kid-legacy"},
 		{"session_without_sign_in", []event.Event{
 			ev(0, event.ClassAuthn, "session_started", "sid", "sid-real"),
 			ev(s, event.ClassAccess, "access_monitored", "reason", "forged_token", "sid", "sid-real", "client", "shop-app"),        // a real session

@@ -38,18 +38,24 @@ type Store interface {
 	// store.ErrConflict if the key is not retired; destroying twice is not
 	// an error.
 	DestroySealedKey(ctx context.Context, kid string) error
+	// OffboardCustodian records that a custodian has left; a second time
+	// it fails with an error wrapping store.ErrConflict.
+	OffboardCustodian(ctx context.Context, o store.Offboarding) error
 }
 
-// Event types custody emits, all of class event.ClassKey. Fields: kid, alg,
-// state, reason, imported, and where they apply activate_at, publish_until,
-// previous_state, emergency.
+// Event types custody emits, all of class event.ClassKey. Fields of the
+// key events: kid, alg, state, reason, imported, custodian, and where they
+// apply activate_at, publish_until, previous_state, emergency.
+// custodian_offboarded has custodian, reason, keys (how many keys the
+// custodian holds) and revoked (how many of them it revoked).
 const (
-	EventKeyCreated     = "key_created"
-	EventKeyActivated   = "key_activated"
-	EventKeyRetired     = "key_retired"
-	EventKeyRevoked     = "key_revoked"
-	EventKeyImported    = "key_imported"
-	EventKeyUnpublished = "key_unpublished"
+	EventKeyCreated          = "key_created"
+	EventKeyActivated        = "key_activated"
+	EventKeyRetired          = "key_retired"
+	EventKeyRevoked          = "key_revoked"
+	EventKeyImported         = "key_imported"
+	EventKeyUnpublished      = "key_unpublished"
+	EventCustodianOffboarded = "custodian_offboarded"
 )
 
 // Custody holds the signing keys. It is safe for concurrent use. Lifecycle

@@ -21,6 +21,7 @@ import (
 type memStore struct {
 	mu   sync.Mutex
 	keys []store.Key
+	gone []store.Offboarding
 	// beforeUpdate, if set, runs (once) before the next UpdateKey: a
 	// concurrent node acting between a read and a write.
 	beforeUpdate func()
@@ -97,6 +98,18 @@ func (m *memStore) DestroySealedKey(_ context.Context, kid string) error {
 		return nil
 	}
 	return fmt.Errorf("memstore: key %s: %w", kid, store.ErrNotFound)
+}
+
+func (m *memStore) OffboardCustodian(_ context.Context, o store.Offboarding) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, g := range m.gone {
+		if g.Custodian == o.Custodian {
+			return fmt.Errorf("memstore: custodian %s: %w", o.Custodian, store.ErrConflict)
+		}
+	}
+	m.gone = append(m.gone, o)
+	return nil
 }
 
 // set replaces a stored row wholesale (to simulate tampering).

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/store"
@@ -40,11 +41,12 @@ func (c *Custody) newOp(ctx context.Context, now time.Time, actor string) *op {
 
 func (o *op) emit(typ string, k store.Key, reason string, extra map[string]any) {
 	f := map[string]any{
-		"kid":      k.ID,
-		"alg":      k.Algorithm,
-		"state":    string(k.State),
-		"reason":   reason,
-		"imported": k.Imported,
+		"kid":       k.ID,
+		"alg":       k.Algorithm,
+		"state":     string(k.State),
+		"reason":    reason,
+		"imported":  k.Imported,
+		"custodian": k.Custodian,
 	}
 	for n, v := range extra {
 		f[n] = v
@@ -363,6 +365,69 @@ func (o *op) importKey(priv crypto.Signer, alg string) (store.Key, error) {
 		return rec, err
 	}
 	return rec, o.ensurePending(recs)
+}
+
+// MaxOffboardReason bounds an offboarding's reason, in characters.
+const MaxOffboardReason = 500
+
+// Offboarded is what Offboard did; it is empty when Offboard recorded
+// nothing.
+type Offboarded struct {
+	Held    []KeyInfo // the custodian's keys, before any was revoked
+	Revoked []string  // kids revoked now
+}
+
+// Offboard records that custodian has left: from now on any token naming a
+// key they hold raises an alert (detection rule offboarded_custodian_key).
+// With revoke, every key they hold that is not yet revoked is revoked, as
+// Revoke does: an active one is replaced at once. The custodian of the keys
+// custody generates (Config.Custodian) cannot be offboarded: those keys
+// never leave custody. Offboarding a custodian twice fails with an error
+// wrapping store.ErrConflict and changes nothing.
+func (c *Custody) Offboard(ctx context.Context, custodian, actor, reason string, revoke bool) (Offboarded, error) {
+	switch {
+	case custodian == "" || len(custodian) > 256 || !utf8.ValidString(custodian):
+		return Offboarded{}, errors.New("keys: offboard: name a custodian (at most 256 bytes of text)")
+	case custodian == c.cfg.Custodian:
+		return Offboarded{}, fmt.Errorf("keys: offboard: %q is the custodian of the keys custos generates, which never leave custody", custodian)
+	case reason == "" || !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxOffboardReason:
+		return Offboarded{}, fmt.Errorf("keys: offboard: give a reason of at most %d characters", MaxOffboardReason)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o := c.newOp(ctx, c.cfg.Now(), actor)
+	var out Offboarded
+	recs, err := c.st.Keys(ctx)
+	if err != nil {
+		return out, o.done(fmt.Errorf("keys: offboard: %w", err))
+	}
+	for _, k := range recs {
+		if k.Custodian == custodian {
+			out.Held = append(out.Held, infoOf(k, o.now))
+		}
+	}
+	if err := c.st.OffboardCustodian(ctx, store.Offboarding{Custodian: custodian, At: o.now, Actor: o.actor, Reason: reason}); err != nil {
+		return Offboarded{}, o.done(fmt.Errorf("keys: offboard %s: %w", custodian, err))
+	}
+	var errs []error
+	if revoke {
+		for _, k := range out.Held {
+			if k.State == store.KeyRevoked {
+				continue
+			}
+			if err := o.revoke(k.ID, "custodian "+custodian+" offboarded: "+reason); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Revoked = append(out.Revoked, k.ID)
+		}
+	}
+	e := event.Event{Time: o.now, Class: event.ClassKey, Type: EventCustodianOffboarded, Actor: o.actor,
+		Fields: map[string]any{"custodian": custodian, "reason": reason, "keys": len(out.Held), "revoked": len(out.Revoked)}}
+	if err := c.sink.Emit(ctx, e); err != nil {
+		o.emitErr = append(o.emitErr, fmt.Errorf("%s for %s: %w", EventCustodianOffboarded, custodian, err))
+	}
+	return out, o.done(errors.Join(errs...))
 }
 
 // Tick runs one scheduling step at now: it repairs the key set (more than

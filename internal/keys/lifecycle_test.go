@@ -737,3 +737,66 @@ func TestEmitFailureIsReported(t *testing.T) {
 		t.Fatalf("LookupKey = %v", err)
 	}
 }
+
+func TestOffboardCustodian(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := t.Context()
+	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(edKey)
+	f.clk.Advance(time.Minute)
+	imp, err := f.c.Import(ctx, pemOf(t, "PRIVATE KEY", der), "op:dana")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, bad := range []struct{ custodian, reason string }{
+		{"", "left"},
+		{keys.DefaultCustodian, "left"},
+		{"op:dana", ""},
+		{"op:dana", strings.Repeat("x", keys.MaxOffboardReason+1)},
+		{"op:\xff", "left"},
+	} {
+		if _, err := f.c.Offboard(ctx, bad.custodian, "op:lead", bad.reason, true); err == nil {
+			t.Fatalf("Offboard(%q, reason of %d bytes) succeeded", bad.custodian, len(bad.reason))
+		}
+	}
+	if f.st.gone != nil || f.ev.count(keys.EventCustodianOffboarded) != 0 || f.one(t, store.KeyActive).ID != imp.ID {
+		t.Fatal("a refused offboarding changed something")
+	}
+
+	// Dana held the imported key, now active: revoking it puts a custos
+	// key in its place at once.
+	f.clk.Advance(time.Minute)
+	out, err := f.c.Offboard(ctx, "op:dana", "op:lead", "left the company", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Held) != 1 || out.Held[0].ID != imp.ID || len(out.Revoked) != 1 || out.Revoked[0] != imp.ID {
+		t.Fatalf("Offboard = %+v", out)
+	}
+	if a := f.one(t, store.KeyActive); a.ID == imp.ID || a.Custodian != keys.DefaultCustodian {
+		t.Fatalf("active key after offboarding %+v", a)
+	}
+	if k := f.one(t, store.KeyRevoked); k.ID != imp.ID {
+		t.Fatalf("revoked key %s, want %s", k.ID, imp.ID)
+	}
+	e := f.ev.last(keys.EventCustodianOffboarded)
+	if e.Actor != "op:lead" || e.Fields["custodian"] != "op:dana" || e.Fields["keys"] != 1 || e.Fields["revoked"] != 1 {
+		t.Fatalf("custodian_offboarded event %+v", e)
+	}
+	if rev := f.ev.last(keys.EventKeyRevoked); rev.Fields["kid"] != imp.ID || rev.Fields["custodian"] != "op:dana" {
+		t.Fatalf("key_revoked event %+v", rev)
+	}
+	if len(f.st.gone) != 1 || f.st.gone[0].Custodian != "op:dana" || f.st.gone[0].Actor != "op:lead" || !f.st.gone[0].At.Equal(f.clk.Now()) {
+		t.Fatalf("stored offboarding %+v", f.st.gone)
+	}
+
+	// Once is enough; and a custodian holding nothing can leave too,
+	// keeping nothing to revoke.
+	if _, err := f.c.Offboard(ctx, "op:dana", "op:lead", "again", true); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second Offboard = %v, want ErrConflict", err)
+	}
+	if out, err := f.c.Offboard(ctx, "op:erin", "op:lead", "left", false); err != nil || len(out.Held) != 0 {
+		t.Fatalf("Offboard of a custodian with no keys = %+v, %v", out, err)
+	}
+}

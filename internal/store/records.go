@@ -70,6 +70,15 @@ type Key struct {
 	Note         string // why the last transition happened
 }
 
+// Offboarding records that a key custodian has left: every key they hold
+// is suspect from At on.
+type Offboarding struct {
+	Custodian string
+	At        time.Time
+	Actor     string // who recorded it
+	Reason    string
+}
+
 // ReceiptKind is the kind of token a receipt is for.
 type ReceiptKind string
 

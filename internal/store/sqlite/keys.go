@@ -116,3 +116,27 @@ func (s *Store) DestroySealedKey(ctx context.Context, kid string) error {
 		return nil
 	})
 }
+
+// OffboardCustodian records that a custodian has left. Offboarding a
+// custodian twice fails with store.ErrConflict and keeps the first record.
+func (s *Store) OffboardCustodian(ctx context.Context, o store.Offboarding) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO offboarded_custodians (custodian, offboarded_at, actor, reason) VALUES (?, ?, ?, ?)`,
+			o.Custodian, ts(o.At), o.Actor, o.Reason)
+		if isUnique(err) {
+			return fmt.Errorf("custodian %q was already offboarded: %w", o.Custodian, store.ErrConflict)
+		}
+		return err
+	})
+}
+
+// OffboardedCustodians returns every offboarded custodian, in the order
+// they left.
+func (s *Store) OffboardedCustodians(ctx context.Context) ([]store.Offboarding, error) {
+	return queryAll(ctx, s, func(sc scanner) (o store.Offboarding, err error) {
+		var at int64
+		err = sc.Scan(&o.Custodian, &at, &o.Actor, &o.Reason)
+		o.At = tm(at)
+		return o, err
+	}, `SELECT custodian, offboarded_at, actor, reason FROM offboarded_custodians ORDER BY offboarded_at, custodian`)
+}

@@ -84,6 +84,8 @@ type Backend interface {
 	UpdateKey(ctx context.Context, k store.Key, from store.KeyState) error
 	RevocationEpoch(ctx context.Context) (uint64, error)
 	DestroySealedKey(ctx context.Context, kid string) error
+	OffboardCustodian(ctx context.Context, o store.Offboarding) error
+	OffboardedCustodians(ctx context.Context) ([]store.Offboarding, error)
 
 	InsertGrant(ctx context.Context, g store.Grant) error
 	Receipt(ctx context.Context, jti string) (store.Receipt, error)

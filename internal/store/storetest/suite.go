@@ -24,6 +24,7 @@ func Run(t *testing.T, open func(t *testing.T) Backend) {
 		{"Accounts", testAccounts},
 		{"Clients", testClients},
 		{"Keys", testKeys},
+		{"Custodians", testCustodians},
 		{"Grants", testGrants},
 		{"AuthCodes", testAuthCodes},
 		{"RefreshRotation", testRefreshRotation},
@@ -230,6 +231,27 @@ func testKeys(t *testing.T, b Backend) {
 	want.Sealed = keys[1].Sealed
 	if len(keys[1].Sealed) != 0 || !reflect.DeepEqual(keys[1], want) {
 		t.Fatalf("after DestroySealedKey: %+v, want %+v without its sealed key", keys[1], retired)
+	}
+}
+
+func testCustodians(t *testing.T, b Backend) {
+	ctx := t.Context()
+	list, err := b.OffboardedCustodians(ctx)
+	must(t, err)
+	if len(list) != 0 {
+		t.Fatalf("offboarded custodians of a new store: %+v", list)
+	}
+	bob := store.Offboarding{Custodian: "bob", At: t0.Add(time.Hour), Actor: "ops-lead", Reason: "left the company"}
+	alice := store.Offboarding{Custodian: "alice", At: t0, Actor: "ops-lead", Reason: "contract ended"}
+	must(t, b.OffboardCustodian(ctx, bob))
+	must(t, b.OffboardCustodian(ctx, alice))
+	again := bob
+	again.At, again.Reason = t0.Add(2*time.Hour), "again"
+	mustErr(t, b.OffboardCustodian(ctx, again), store.ErrConflict)
+	list, err = b.OffboardedCustodians(ctx)
+	must(t, err)
+	if !reflect.DeepEqual(list, []store.Offboarding{alice, bob}) {
+		t.Fatalf("offboarded custodians %+v, want alice then bob as first recorded", list)
 	}
 }
 
