@@ -336,13 +336,13 @@ func (d *drill) legacyKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "drill:migration")
+	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), migrator)
 	if err != nil {
 		return err
 	}
 	d.legacy, d.kid = priv, info.ID
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		err := d.n.Custody.Rotate(ctx, "drill:migration", "legacy key replaced by a custos key")
+		err := d.n.Custody.Rotate(ctx, migrator, "legacy key replaced by a custos key")
 		if err == nil {
 			break
 		}
@@ -352,8 +352,19 @@ func (d *drill) legacyKey(ctx context.Context) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	d.note("legacy signing key %s imported at migration and retired; the insider kept a copy", d.kid)
+	// The developer who ran the migration left, as in 2025. The key stays
+	// as it was (the breach's premise: nobody revoked it); the offboarding
+	// is recorded, so detection knows whose key it is.
+	if _, err := d.n.Custody.Offboard(ctx, migrator, "drill:hr", "the developer who migrated the legacy key left the company", false); err != nil {
+		return fmt.Errorf("offboarding the migrator: %w", err)
+	}
+	d.note("%s, who imported it, left the company: offboarded, key kept", migrator)
 	return nil
 }
+
+// migrator is the custodian of the legacy key: the developer who imported
+// it, and the insider.
+const migrator = "drill:migration"
 
 // setGuard puts the shop behind a guard in mode.
 func (d *drill) setGuard(ctx context.Context, mode guard.Mode, up *url.URL) error {

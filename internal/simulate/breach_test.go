@@ -39,6 +39,9 @@ func TestBreachDrill(t *testing.T) {
 		t.Errorf("monitor: first alert after %v s", r.Monitor.SecondsToFirstAlert)
 	case r.Monitor.Alerts["forged_token"] != 60*3:
 		t.Errorf("monitor: forged_token alert counted %d events, want %d", r.Monitor.Alerts["forged_token"], 60*3)
+	case r.Enforce.Alerts["offboarded_custodian_key"] != 60*3 || r.Monitor.Alerts["offboarded_custodian_key"] != 60*3:
+		t.Errorf("offboarded_custodian_key counted %d and %d events, want %d in each phase",
+			r.Enforce.Alerts["offboarded_custodian_key"], r.Monitor.Alerts["offboarded_custodian_key"], 60*3)
 	case r.Enforce.Responses["block_ip"] != 5:
 		t.Errorf("enforce: %d addresses blocked, want the attacker's 5", r.Enforce.Responses["block_ip"])
 	case r.Normal.FalseAlerts != 0 || r.Normal.Failures != 0:
