@@ -58,7 +58,7 @@ Usage:
   custos token inspect [TOKEN]
   custos audit verify|prove|check-proof|query|hold|retention|prune
   custos alerts list|show|ack|rules|blocks|unblock
-  custos simulate breach [--customers N] [--json]
+  custos simulate breach [--customers N] [--json] [--url URL --data DIR]
   custos ssf add|list|remove
   custos witness [--data DIR] [--addr HOST:PORT] [--name NAME] --log VKEY...
   custos witness key|checkpoint

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/custos-dev/custos/internal/simulate"
 )
@@ -29,7 +30,12 @@ func simulateBreach(ctx context.Context, args []string, stdio IO) error {
 	fs.IntVar(&cfg.Targets, "targets", 0, "customers the attacker reads in each phase (default: one in a hundred, at least 50)")
 	fs.IntVar(&cfg.AttackIPs, "attack-ips", 5, "IPs the attacker rotates through")
 	fs.IntVar(&cfg.Workers, "workers", 16, "ordinary sessions at once")
-	fs.StringVar(&cfg.Dir, "data", "", "data directory for the drill's custos (default: a temporary one, removed after); never a real one")
+	fs.StringVar(&cfg.Dir, "data", "", "data directory for the drill's custos (default: a temporary one, removed after); never a real one; with --url, the running custos's")
+	fs.StringVar(&cfg.URL, "url", "", "drill against the custos running at this issuer URL (on loopback, with --data its data directory) instead of a fresh one")
+	fs.StringVar(&cfg.RootKeyFile, "root-key-file", "", "with --url: the running custos's root key file (default: DATA/root.key)")
+	fs.StringVar(&cfg.RootKeyEnv, "root-key-env", "", "with --url: the environment variable holding the running custos's root key")
+	fs.StringVar(&cfg.Keys.Algorithm, "key-algorithm", "EdDSA", "with --url: as the running custos's serve")
+	fs.DurationVar(&cfg.Keys.ActivePeriod, "key-active-period", 24*time.Hour, "with --url: as the running custos's serve")
 	asJSON := fs.Bool("json", false, "print the report as JSON (the timeline goes to standard error)")
 	verbose := fs.Bool("verbose", false, "show custos's own log on standard error")
 	if err := parse(fs, args); err != nil {
@@ -41,9 +47,14 @@ func simulateBreach(ctx context.Context, args []string, stdio IO) error {
 	if cfg.Customers < 1 || cfg.Active < 0 || cfg.Targets < 0 || cfg.AttackIPs < 1 || cfg.Workers < 1 {
 		return usagef("custos simulate breach: --customers, --attack-ips and --workers must be positive; --active and --targets positive or left out")
 	}
-	if cfg.Dir != "" {
+	switch {
+	case cfg.URL != "" && cfg.Dir == "":
+		return usagef("custos simulate breach: --url needs --data, the running custos's data directory: the drill seeds its customers and legacy key through it")
+	case cfg.URL == "" && (cfg.RootKeyFile != "" || cfg.RootKeyEnv != ""):
+		return usagef("custos simulate breach: --root-key-file and --root-key-env are for --url")
+	case cfg.URL == "" && cfg.Dir != "":
 		if entries, err := os.ReadDir(cfg.Dir); err == nil && len(entries) > 0 {
-			return usagef("custos simulate breach: --data %s is not empty: the drill seeds its own customers and keys, so it wants a new directory", cfg.Dir)
+			return usagef("custos simulate breach: --data %s is not empty: the drill seeds its own customers and keys, so it wants a new directory (or give --url, the custos that uses it)", cfg.Dir)
 		}
 	}
 	cfg.Progress = stdio.Stdout
@@ -54,6 +65,9 @@ func simulateBreach(ctx context.Context, args []string, stdio IO) error {
 		cfg.Logger = slog.New(slog.NewTextHandler(stdio.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	fmt.Fprintf(cfg.Progress, "breach drill: %d customers; an insider with a copy of a retired legacy signing key forges tokens\n", cfg.Customers)
+	if cfg.URL != "" {
+		fmt.Fprintf(cfg.Progress, "against the custos at %s: it seeds customers, a client and a legacy key there, and revokes the key and removes the client when done\n", cfg.URL)
+	}
 	r, err := simulate.Breach(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("simulate breach: %w", err)

@@ -1,54 +1,54 @@
 package cli_test
 
 import (
-	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// custos simulate breach --json prints the drill's report with the fields
-// the drill promises, and exits 0 when custos stopped and saw the attack.
-func TestSimulateBreach(t *testing.T) {
-	out, err := run(t, "simulate", "breach", "--customers", "300", "--active", "20", "--targets", "50", "--json")
-	if err != nil {
-		t.Fatalf("simulate breach: %v\n%s", err, out)
-	}
-	var r map[string]any
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, out)
-	}
-	get := func(path string) any {
-		var v any = r
-		for _, k := range strings.Split(path, ".") {
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		}
-		return v
-	}
-	for _, f := range []string{"customers", "normal_requests", "forged_requests", "enforce.forged_accepted", "enforce.records_exposed",
-		"monitor.forged_forwarded", "monitor.exposed_subjects", "monitor.seconds_to_first_alert", "monitor.alerts", "normal.false_alerts"} {
-		if get(f) == nil {
-			t.Errorf("the report has no %s", f)
-		}
-	}
-	if get("customers") != 300.0 || get("enforce.forged_accepted") != 0.0 || get("monitor.exposed_subjects") != 50.0 || get("normal.false_alerts") != 0.0 {
-		t.Errorf("report: %s", out)
-	}
-	if s, _ := get("monitor.seconds_to_first_alert").(float64); s <= 0 || s > 5 {
-		t.Errorf("first alert after %v s", get("monitor.seconds_to_first_alert"))
-	}
-	if _, err := run(t, "simulate", "breach", "--customers", "0"); err == nil {
-		t.Error("a drill of no customers ran")
-	}
+// The drill against a running custos serve: refused, and nothing changed,
+// while the serve's next signing key may not sign yet (a serve just
+// started); and the flags that only make sense together.
+func TestSimulateAgainstServe(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := run(t, "clients", "list", "--data", filepath.Join(dir, "d")); err != nil {
+	data := filepath.Join(dir, "data")
+	addr := freeAddr(t)
+	serveOut := start(t, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+	waitFor(t, "serve", func() bool { return strings.Contains(serveOut.String(), "custos is serving") })
+	before, err := run(t, "keys", "list", "--data", data, "--json")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, "simulate", "breach", "--data", filepath.Join(dir, "d")); err == nil || !strings.Contains(err.Error(), "not empty") {
-		t.Errorf("a drill in a used data directory: %v", err)
+
+	_, err = run(t, "simulate", "breach", "--url", "http://"+addr, "--data", data, "--customers", "20")
+	if err == nil || !strings.Contains(err.Error(), "next signing key may sign only from") {
+		t.Fatalf("drill against a serve just started: %v", err)
+	}
+	after, _ := run(t, "keys", "list", "--data", data, "--json")
+	clients, _ := run(t, "clients", "list", "--data", data)
+	accounts, _ := run(t, "accounts", "list", "--data", data)
+	if after != before || strings.Contains(clients, "drill") || strings.Contains(accounts, "drill.example") {
+		t.Fatalf("a refused drill changed the running custos:\nkeys %s\nclients %s\naccounts %s", after, clients, accounts)
+	}
+
+	if _, err := run(t, "simulate", "breach", "--url", "http://"+addr, "--data", filepath.Join(dir, "other"), "--customers", "20"); err == nil ||
+		!strings.Contains(err.Error(), "not the data directory") {
+		t.Fatalf("drill with the wrong data directory: %v", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--url", "http://" + addr}, "--url needs --data"},
+		{[]string{"--root-key-file", filepath.Join(data, "root.key")}, "are for --url"},
+		{[]string{"--data", data}, "is not empty"},
+	} {
+		if _, err := run(t, append([]string{"simulate", "breach"}, tc.args...)...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("simulate breach %q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "other")); err == nil {
+		t.Error("a drill with the wrong data directory created it")
 	}
 }

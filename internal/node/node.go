@@ -44,9 +44,14 @@ const (
 	// keyReloadInterval is how often serve re-reads key states, so a key
 	// revoked by `custos keys revoke` in another process is refused here
 	// within this interval.
-	keyReloadInterval = time.Second
+	keyReloadInterval = KeyReload
 	pruneInterval     = 10 * time.Minute
 )
+
+// KeyReload is how often a serving node re-reads the signing keys, so that
+// a change another process made (a key imported, rotated or revoked) takes
+// effect here within it.
+const KeyReload = time.Second
 
 // Config configures a node.
 type Config struct {

@@ -7,17 +7,22 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/custos-dev/custos/internal/issuer"
+	"github.com/custos-dev/custos/internal/store"
 	"io"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +53,22 @@ type BreachConfig struct {
 	// Workers run ordinary sessions at once; 0 means 16.
 	Workers int
 	// Dir is the data directory; "" means a temporary one, removed after.
+	// With URL it is the running custos's own data directory.
 	Dir string
+	// URL, if set, is a running custos (its issuer URL, on loopback) to
+	// drill against instead of a fresh one: the drill seeds customers, a
+	// client and a legacy key into it through Dir, as custos's other
+	// administrative commands do, drives its sign-in and token endpoints
+	// over HTTP, relies on its detector, and revokes the legacy key and
+	// removes the client when it ends.
+	URL string
+	// Keys configures key custody as the running custos does (URL only):
+	// retiring the legacy key promotes its next key, which must have been
+	// published for Keys.PublishLead.
+	Keys keys.Config
+	// RootKeyFile and RootKeyEnv give the running custos's root key as
+	// its serve was given it (URL only); by default, DIR/root.key.
+	RootKeyFile, RootKeyEnv string
 	// Progress receives the timeline as it happens; nil for none.
 	Progress io.Writer
 	// Logger receives custos's own log; nil discards it.
@@ -82,6 +102,18 @@ func (c *BreachConfig) defaults() error {
 		return errors.New("attack IPs: from 1 to 250")
 	case c.Workers < 1 || c.Workers > 1024:
 		return errors.New("workers: from 1 to 1024")
+	}
+	if c.URL != "" {
+		u, err := url.Parse(c.URL)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
+			return errors.New("url: the running custos's issuer URL, such as http://127.0.0.1:8080")
+		case !net.ParseIP(u.Hostname()).IsLoopback() && u.Hostname() != "localhost":
+			return errors.New("url: the drill gives each customer and the attacker their own loopback address, so it runs on the custos host against a loopback URL")
+		case c.Dir == "":
+			return errors.New("url: give the running custos's data directory too: the drill seeds its customers and legacy key through it")
+		}
+		c.URL = strings.TrimSuffix(c.URL, "/")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -142,10 +174,8 @@ type Moment struct {
 }
 
 const (
-	shopClient   = "shop-app"
 	shopAudience = "https://shop.drill.example"
 	redirectURI  = "http://127.0.0.1:9/callback"
-	password     = "drill password: correct horse battery staple"
 	customerUA   = "ShopApp/3.2 (iPhone; iOS 17.4)"
 	attackerUA   = "python-requests/2.31.0"
 	shopSeed     = 2025
@@ -153,18 +183,28 @@ const (
 
 // drill is one run.
 type drill struct {
-	cfg      BreachConfig
-	start    time.Time
-	n        *node.Node
-	base     string
-	guardURL string
-	upstream *url.URL
-	guard    atomic.Pointer[http.Handler]
-	ids      []string // account ids, by customer number
-	legacy   ed25519.PrivateKey
-	kid      string
-	report   *Report
-	mu       sync.Mutex
+	cfg   BreachConfig
+	start time.Time
+	n     *node.Node
+	base  string
+	// Against a running custos, names are made unique to the run (tag):
+	// the customers' login IDs, the shop client and the legacy key's
+	// custodian, none of which a store lets two drills share. The
+	// customers' password is random and forgotten with the run.
+	tag       string
+	password  string
+	shop      string // the shop app's client id
+	migrator  string // the legacy key's custodian: the insider
+	customers map[string]bool
+	attackNet int
+	guardURL  string
+	upstream  *url.URL
+	guard     atomic.Pointer[http.Handler]
+	ids       []string // account ids, by customer number
+	legacy    ed25519.PrivateKey
+	kid       string
+	report    *Report
+	mu        sync.Mutex
 }
 
 func (d *drill) note(format string, args ...any) {
@@ -188,7 +228,14 @@ func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
-	d := &drill{cfg: cfg, start: time.Now(), report: &Report{Customers: cfg.Customers}}
+	d := &drill{cfg: cfg, start: time.Now(), report: &Report{Customers: cfg.Customers}, password: rand.Text(),
+		shop: "shop-app", migrator: "drill:migration", customers: map[string]bool{}}
+	if cfg.URL != "" {
+		d.tag = strings.ToLower(rand.Text()[:8])
+		d.attackNet = 1 + mrand.IntN(254)
+		d.shop += "-drill-" + d.tag
+		d.migrator += "-" + d.tag
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop, err := d.setUp(ctx)
@@ -198,14 +245,16 @@ func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
 	if err != nil {
 		return d.report, err
 	}
-	det, err := d.n.Detector(ctx, detect.DefaultRules(), nil)
-	if err != nil {
-		return d.report, err
+	if cfg.URL == "" {
+		det, err := d.n.Detector(ctx, detect.DefaultRules(), nil)
+		if err != nil {
+			return d.report, err
+		}
+		detDone := make(chan struct{})
+		go func() { det.Run(ctx); close(detDone) }()
+		defer func() { cancel(); <-detDone }()
+		d.note("detector running %d rules", len(detect.DefaultRules().Rules))
 	}
-	detDone := make(chan struct{})
-	go func() { det.Run(ctx); close(detDone) }()
-	defer func() { cancel(); <-detDone }()
-	d.note("detector running %d rules", len(detect.DefaultRules().Rules))
 
 	active := sample(cfg.Customers, cfg.Active, 1)
 	targets := sample(cfg.Customers, cfg.Targets, 7)
@@ -224,8 +273,9 @@ func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
 	return d.report, nil
 }
 
-// setUp starts custos, seeds it, imports and retires the legacy key, and
-// puts the demo shop behind the guard.
+// setUp starts custos (or opens the running one's store), seeds it,
+// imports and retires the legacy key, and puts the demo shop behind the
+// guard.
 func (d *drill) setUp(ctx context.Context) (stop func(), err error) {
 	cfg := d.cfg
 	var cleanups []func()
@@ -234,34 +284,45 @@ func (d *drill) setUp(ctx context.Context) (stop func(), err error) {
 			cleanups[i]()
 		}
 	}
-	dir := cfg.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "custos-drill-"); err != nil {
+	var n *node.Node
+	if cfg.URL != "" {
+		if n, err = d.openTarget(ctx); err != nil {
 			return stop, err
 		}
-		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+		cleanups = append(cleanups, func() { n.Close() })
+		// Whatever happens, the key whose private half the drill holds
+		// and the client its customers signed in with stop working.
+		cleanups = append(cleanups, d.tidyTarget)
+	} else {
+		dir := cfg.Dir
+		if dir == "" {
+			if dir, err = os.MkdirTemp("", "custos-drill-"); err != nil {
+				return stop, err
+			}
+			cleanups = append(cleanups, func() { os.RemoveAll(dir) })
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return stop, err
+		}
+		// Keys published for a second before they sign, so that the
+		// drill can retire the legacy key at once.
+		n, err = node.Open(ctx, node.Config{DataDir: dir, Addr: ln.Addr().String(), Logger: cfg.Logger,
+			Keys: keys.Config{JWKSMaxAge: time.Second, PublishLead: time.Second}})
+		if err != nil {
+			ln.Close()
+			return stop, err
+		}
+		d.n, d.base = n, n.Config().Issuer
+		cleanups = append(cleanups, func() { n.Close() })
+		serveCtx, cancelServe := context.WithCancel(context.Background())
+		served := make(chan struct{})
+		go func() { n.Serve(serveCtx, ln); close(served) }()
+		cleanups = append(cleanups, func() { cancelServe(); <-served })
+		d.note("custos serving %s (data in %s)", d.base, dir)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return stop, err
-	}
-	// Keys published for a second before they sign, so that the drill
-	// can retire the legacy key at once.
-	n, err := node.Open(ctx, node.Config{DataDir: dir, Addr: ln.Addr().String(), Logger: cfg.Logger,
-		Keys: keys.Config{JWKSMaxAge: time.Second, PublishLead: time.Second}})
-	if err != nil {
-		ln.Close()
-		return stop, err
-	}
-	d.n, d.base = n, n.Config().Issuer
-	cleanups = append(cleanups, func() { n.Close() })
-	serveCtx, cancelServe := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { n.Serve(serveCtx, ln); close(served) }()
-	cleanups = append(cleanups, func() { cancelServe(); <-served })
-	d.note("custos serving %s (data in %s)", d.base, dir)
 
-	if _, _, err := n.Clients.Add(ctx, clients.Spec{ID: shopClient, Name: "Drill shop", Public: true,
+	if _, _, err := n.Clients.Add(ctx, clients.Spec{ID: d.shop, Name: "Drill shop", Public: true,
 		RedirectURIs: []string{redirectURI}, Audiences: []string{shopAudience}}, "drill"); err != nil {
 		return stop, err
 	}
@@ -305,14 +366,15 @@ func (d *drill) seed(ctx context.Context) error {
 	for from := 0; from < d.cfg.Customers; from += chunk {
 		news := make([]accounts.NewAccount, 0, min(chunk, d.cfg.Customers-from))
 		for i := from; i < from+cap(news); i++ {
-			news = append(news, accounts.NewAccount{LoginID: loginID(i), Name: shop.Customer(fmt.Sprint(i)).Name})
+			news = append(news, accounts.NewAccount{LoginID: d.loginID(i), Name: shop.Customer(fmt.Sprint(i)).Name})
 		}
-		as, err := d.n.Accounts.RegisterMany(ctx, news, password, "drill")
+		as, err := d.n.Accounts.RegisterMany(ctx, news, d.password, "drill")
 		if err != nil {
 			return fmt.Errorf("seeding customers: %w", err)
 		}
 		for _, a := range as {
 			d.ids = append(d.ids, a.ID)
+			d.customers[a.ID] = true
 		}
 		if d.cfg.Customers > chunk {
 			d.note("seeded %d of %d customers", len(d.ids), d.cfg.Customers)
@@ -322,7 +384,13 @@ func (d *drill) seed(ctx context.Context) error {
 	return nil
 }
 
-func loginID(i int) string { return fmt.Sprintf("customer%07d@drill.example", i) }
+// loginID is customer i's login ID.
+func (d *drill) loginID(i int) string {
+	if d.tag != "" {
+		return fmt.Sprintf("customer%07d.%s@drill.example", i, d.tag)
+	}
+	return fmt.Sprintf("customer%07d@drill.example", i)
+}
 
 // legacyKey imports the signing key of the system custos replaced, as a
 // migration does so that tokens it signed keep verifying, and retires it
@@ -336,13 +404,13 @@ func (d *drill) legacyKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), migrator)
+	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), d.migrator)
 	if err != nil {
 		return err
 	}
 	d.legacy, d.kid = priv, info.ID
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		err := d.n.Custody.Rotate(ctx, migrator, "legacy key replaced by a custos key")
+		err := d.n.Custody.Rotate(ctx, d.migrator, "legacy key replaced by a custos key")
 		if err == nil {
 			break
 		}
@@ -351,20 +419,25 @@ func (d *drill) legacyKey(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	if d.cfg.URL != "" {
+		// The running custos re-reads its keys now and then; until it
+		// does, it may still take the legacy key for the active one.
+		select {
+		case <-time.After(2 * node.KeyReload):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	d.note("legacy signing key %s imported at migration and retired; the insider kept a copy", d.kid)
 	// The developer who ran the migration left, as in 2025. The key stays
 	// as it was (the breach's premise: nobody revoked it); the offboarding
 	// is recorded, so detection knows whose key it is.
-	if _, err := d.n.Custody.Offboard(ctx, migrator, "drill:hr", "the developer who migrated the legacy key left the company", false); err != nil {
+	if _, err := d.n.Custody.Offboard(ctx, d.migrator, "drill:hr", "the developer who migrated the legacy key left the company", false); err != nil {
 		return fmt.Errorf("offboarding the migrator: %w", err)
 	}
-	d.note("%s, who imported it, left the company: offboarded, key kept", migrator)
+	d.note("%s, who imported it, left the company: offboarded, key kept", d.migrator)
 	return nil
 }
-
-// migrator is the custodian of the legacy key: the developer who imported
-// it, and the insider.
-const migrator = "drill:migration"
 
 // setGuard puts the shop behind a guard in mode.
 func (d *drill) setGuard(ctx context.Context, mode guard.Mode, up *url.URL) error {
@@ -395,4 +468,128 @@ func sample(n, k, offset int) []int {
 		out[i] = int((int64(i)*int64(n)/int64(k) + int64(offset)) % int64(n))
 	}
 	return out
+}
+
+// openTarget opens the store of the custos running at URL, as custos's
+// administrative commands do, once it is sure that URL serves it and runs
+// a detector on it.
+func (d *drill) openTarget(ctx context.Context) (*node.Node, error) {
+	cfg := d.cfg
+	if entries, err := os.ReadDir(cfg.Dir); err != nil || len(entries) == 0 {
+		return nil, fmt.Errorf("%s is not the data directory of a custos that has run", cfg.Dir)
+	}
+	var disc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := getJSON(ctx, cfg.URL+issuer.PathDiscovery, &disc); err != nil {
+		return nil, fmt.Errorf("the custos at %s: %w", cfg.URL, err)
+	}
+	if disc.Issuer != cfg.URL {
+		return nil, fmt.Errorf("%s serves issuer %q: give exactly that URL", cfg.URL, disc.Issuer)
+	}
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := getJSON(ctx, disc.JWKSURI, &set); err != nil {
+		return nil, fmt.Errorf("the custos at %s: %w", cfg.URL, err)
+	}
+	kc := cfg.Keys
+	kc.Logger = cfg.Logger
+	n, err := node.Open(ctx, node.Config{DataDir: cfg.Dir, Issuer: cfg.URL, Logger: cfg.Logger, Keys: kc,
+		RootKeyFile: cfg.RootKeyFile, RootKeyEnv: cfg.RootKeyEnv})
+	if err != nil {
+		return nil, err
+	}
+	known, err := n.Custody.List(ctx)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	for _, k := range set.Keys {
+		if !slices.ContainsFunc(known, func(i keys.KeyInfo) bool { return i.ID == k.Kid }) {
+			n.Close()
+			return nil, fmt.Errorf("%s publishes key %s, which %s does not hold: that is not its data directory", cfg.URL, k.Kid, cfg.Dir)
+		}
+	}
+	if len(set.Keys) == 0 {
+		n.Close()
+		return nil, fmt.Errorf("%s publishes no signing key", cfg.URL)
+	}
+	d.n, d.base = n, cfg.URL
+	if err := d.nextKeyReady(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := d.caughtUp(ctx, 30*time.Second); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("the custos at %s does not seem to run detection on %s (custos serve does): %w", cfg.URL, cfg.Dir, err)
+	}
+	d.note("drilling against the custos at %s (data in %s); this run's names end in %s", d.base, cfg.Dir, d.tag)
+	return n, nil
+}
+
+// nextKeyReady checks that the running custos's next signing key may sign
+// now. Imported, the legacy key signs until the next key takes over, which
+// must be at once.
+func (d *drill) nextKeyReady(ctx context.Context) error {
+	list, err := d.n.Custody.List(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(list, func(k keys.KeyInfo) bool { return k.State == store.KeyPending })
+	switch {
+	case i < 0:
+		return errors.New("the running custos has no next signing key; run the drill once it has one")
+	case time.Now().Before(list[i].ActivateAt):
+		return fmt.Errorf("the running custos's next signing key may sign only from %s (in %s), and the drill retires its legacy key for it at once: run the drill then",
+			list[i].ActivateAt.UTC().Format(time.RFC3339), time.Until(list[i].ActivateAt).Round(time.Second))
+	}
+	return nil
+}
+
+// tidyTarget leaves the running custos as safe as it was: the legacy key,
+// whose private half the drill held, is revoked; the shop client is
+// removed, and its tokens revoked with it; the attacker's addresses are
+// unblocked. The drill's customers stay, recorded as the drill's, with a
+// random password nobody keeps.
+func (d *drill) tidyTarget() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if d.kid != "" {
+		if err := d.n.Custody.Revoke(ctx, d.kid, "drill", "the breach drill is over; it held this key's private half"); err != nil {
+			d.note("REVOKE THE LEGACY KEY BY HAND: custos keys revoke %s (%v)", d.kid, err)
+		} else {
+			d.note("legacy key %s revoked", d.kid)
+		}
+	}
+	if err := d.n.Clients.Remove(ctx, d.shop, "drill"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.note("REMOVE THE DRILL'S CLIENT BY HAND: custos clients remove %s (%v)", d.shop, err)
+	} else {
+		d.note("client %s removed, and its tokens revoked", d.shop)
+	}
+	for i := range d.cfg.AttackIPs {
+		d.n.UnblockIP(ctx, d.attackerIP(i), "drill", "the breach drill is over")
+	}
+}
+
+// getJSON fetches u and decodes it into v.
+func getJSON(ctx context.Context, u string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }

@@ -51,8 +51,13 @@ func customerIP(i int) string {
 	return fmt.Sprintf("127.%d.%d.%d", 1+n>>16, n>>8&0xff, n&0xff)
 }
 
-// attackerIP is the attacker's address number i.
-func attackerIP(i int) string { return fmt.Sprintf("127.66.0.%d", 1+i) }
+// isCustomerIP reports whether ip is one customerIP gives.
+func isCustomerIP(ip string) bool { return strings.HasPrefix(ip, "127.1.") }
+
+// attackerIP is the attacker's address number i. Against a running
+// custos, each run's attacker comes from a subnet of its own (attackNet),
+// so that one run's blocks do not meet the next.
+func (d *drill) attackerIP(i int) string { return fmt.Sprintf("127.66.%d.%d", d.attackNet, 1+i) }
 
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 

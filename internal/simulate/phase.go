@@ -85,7 +85,7 @@ func (d *drill) phase(ctx context.Context, mode guard.Mode, active, targets []in
 	d.note("ordinary traffic done: %d sessions, %d requests, %d failed", sessions.Load(), requests.Load(), failures.Load())
 	d.note("attack done: %d forged requests, %d answered with personal data", attack.requests, attack.accepted)
 
-	if err := d.caughtUp(ctx); err != nil {
+	if err := d.caughtUp(ctx, 2*time.Minute); err != nil {
 		return err
 	}
 	return d.assess(ctx, phaseStart, attack, pr)
@@ -98,13 +98,13 @@ func (d *drill) session(ctx context.Context, slot, customer int) (requests, fail
 	c := newClient(customerIP(slot))
 	defer c.close()
 	if customer%10 == 3 {
-		_, n, err := c.signIn(ctx, d.base, shopClient, redirectURI, loginID(customer), "a mistyped password")
+		_, n, err := c.signIn(ctx, d.base, d.shop, redirectURI, d.loginID(customer), "a mistyped password")
 		requests += n
 		if !errors.Is(err, errBadCredentials) {
 			failures++
 		}
 	}
-	tok, n, err := c.signIn(ctx, d.base, shopClient, redirectURI, loginID(customer), password)
+	tok, n, err := c.signIn(ctx, d.base, d.shop, redirectURI, d.loginID(customer), d.password)
 	requests += n
 	if err != nil {
 		d.cfg.Logger.Warn("drill: a customer could not sign in", "customer", customer, "err", err)
@@ -120,7 +120,7 @@ func (d *drill) session(ctx context.Context, slot, customer int) (requests, fail
 	for _, p := range shopReads {
 		read(p)
 	}
-	if tok, err = c.refresh(ctx, d.base, shopClient, tok.Refresh); err != nil {
+	if tok, err = c.refresh(ctx, d.base, d.shop, tok.Refresh); err != nil {
 		return requests + 1, failures + 1
 	}
 	requests++
@@ -142,7 +142,7 @@ func (d *drill) attack(ctx context.Context, targets []int) attackResult {
 	res := attackResult{exposed: map[string]bool{}}
 	clients := make([]*client, d.cfg.AttackIPs)
 	for i := range clients {
-		clients[i] = newClient(attackerIP(i))
+		clients[i] = newClient(d.attackerIP(i))
 		defer clients[i].close()
 	}
 	var mu sync.Mutex
@@ -201,7 +201,7 @@ func (d *drill) forge(sub string) string {
 	now := time.Now()
 	hdr, _ := json.Marshal(map[string]string{"alg": "EdDSA", "typ": "at+jwt", "kid": d.kid})
 	claims, _ := json.Marshal(map[string]any{
-		"iss": d.base, "sub": sub, "aud": shopAudience, "client_id": shopClient, "scope": "openid profile",
+		"iss": d.base, "sub": sub, "aud": shopAudience, "client_id": d.shop, "scope": "openid profile",
 		"iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(), "jti": rand.Text(), "sid": "sid_" + rand.Text(),
 	})
 	in := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(claims)
@@ -209,9 +209,9 @@ func (d *drill) forge(sub string) string {
 	return in + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
-// caughtUp waits until the detector has read the whole log.
-func (d *drill) caughtUp(ctx context.Context) error {
-	deadline := time.Now().Add(2 * time.Minute)
+// caughtUp waits, at most wait, until the detector has read the whole log.
+func (d *drill) caughtUp(ctx context.Context, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
 		ls, err := d.n.Store.LogState(ctx)
 		if err != nil {
@@ -225,7 +225,7 @@ func (d *drill) caughtUp(ctx context.Context) error {
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the detector is at %d of %d entries after 2 minutes", st.Next, ls.Sequenced)
+			return fmt.Errorf("the detector is at %d of %d entries after %v", st.Next, ls.Sequenced, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -265,6 +265,8 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 			d.report.Normal.FalseAlerts++
 			d.mu.Unlock()
 			d.note("FALSE ALERT %s (%s) on ordinary traffic: group %q", a.ID, a.Rule, a.Group)
+		case "unrelated":
+			// Someone else's traffic on a running custos.
 		default:
 			d.note("alert %s (%s): the drill's own %s", a.ID, a.Rule, cause)
 		}
@@ -311,7 +313,8 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 
 // cause says what raised an alert, from its first event: the attack (an
 // attacker IP, or the legacy key), the drill's own operations (key and
-// guard changes), or ordinary customers.
+// guard changes), the drill's ordinary customers, or (against a running
+// custos) traffic unrelated to the drill.
 func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 	var e event.Event
 	found := false
@@ -326,7 +329,7 @@ func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 		return "", fmt.Errorf("alert %s: its first event %d is not in the log", a.ID, a.FirstIndex)
 	}
 	for i := range d.cfg.AttackIPs {
-		if e.IP == attackerIP(i) {
+		if e.IP == d.attackerIP(i) {
 			return "attack", nil
 		}
 	}
@@ -336,21 +339,32 @@ func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 	if e.Class == event.ClassKey || e.Class == event.ClassAdmin {
 		return e.Type, nil
 	}
-	return "ordinary", nil
+	if isCustomerIP(e.IP) || d.customers[e.Subject] || d.customers[e.Actor] {
+		return "ordinary", nil
+	}
+	return "unrelated", nil
 }
 
-// ackAll acknowledges the open alerts, as the security team handles phase
-// one before phase two.
+// ackAll acknowledges the open alerts the drill raised, as the security
+// team handles phase one before phase two.
 func (d *drill) ackAll(ctx context.Context) error {
 	open, err := d.n.Store.Alerts(ctx, store.AlertFilter{State: store.AlertOpen})
 	if err != nil {
 		return err
 	}
+	acked := 0
 	for _, a := range open {
+		if a.RaisedAt.Before(d.start) {
+			continue
+		}
+		if cause, err := d.cause(ctx, a); err != nil || cause == "unrelated" {
+			continue
+		}
 		if _, err := d.n.AckAlert(ctx, a.ID, "drill:soc", "handled in phase one of the breach drill"); err != nil {
 			return err
 		}
+		acked++
 	}
-	d.note("the security team acknowledged %d alerts from phase one", len(open))
+	d.note("the security team acknowledged %d alerts from phase one", acked)
 	return nil
 }
