@@ -473,3 +473,32 @@ func TestBaselineSurvivesRestart(t *testing.T) {
 		t.Fatalf("reads_above_baseline after a restart: %+v", a)
 	}
 }
+
+// Who holds a key and who has left come from the store, so a detector
+// started long after both (nothing of either in what it re-reads) still
+// raises the use of a departed custodian's key, before and after a
+// restart.
+func TestOffboardedCustodianFromTheStore(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if err := e.st.InsertKey(ctx, store.Key{ID: "kid-legacy", Algorithm: "EdDSA", State: store.KeyRetired, PublicJWK: []byte(`{}`),
+		Sealed: []byte{1}, Sealer: "test", Custodian: "cli:dana", Imported: true, CreatedAt: time.Now().Add(-48 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.OffboardCustodian(ctx, store.Offboarding{Custodian: "cli:dana", At: time.Now().Add(-24 * time.Hour), Actor: "ops", Reason: "left"}); err != nil {
+		t.Fatal(err)
+	}
+	d := e.detector(t, nil)
+	e.emit(t, forged(1, "kid-legacy"), forged(2, "kid-other"))
+	drain(t, d)
+	d = e.detector(t, nil) // a restart
+	e.emit(t, forged(3, "kid-legacy"))
+	drain(t, d)
+	as := alerts(t, e.st)
+	if a := as["offboarded_custodian_key kid-legacy"]; a.Count != 2 || a.Severity != "critical" {
+		t.Fatalf("offboarded_custodian_key: %+v", a)
+	}
+	if _, ok := as["offboarded_custodian_key kid-other"]; ok {
+		t.Fatal("offboarded_custodian_key fired for a key nobody offboarded held")
+	}
+}

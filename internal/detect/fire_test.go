@@ -94,9 +94,11 @@ func ordinary(n int) []event.Event {
 // Ordinary customers' traffic fires no rule.
 func TestOrdinaryTrafficFiresNothing(t *testing.T) {
 	events := append([]event.Event{
-		ev(0, event.ClassKey, "key_created", "actor", "system", "kid", "kid-active"),
-		ev(0, event.ClassKey, "key_activated", "actor", "system", "kid", "kid-active"),
+		ev(0, event.ClassKey, "key_created", "actor", "system", "kid", "kid-active", "custodian", "system"),
+		ev(0, event.ClassKey, "key_activated", "actor", "system", "kid", "kid-active", "custodian", "system"),
 		ev(0, event.ClassAdmin, "guard_started", "actor", "ops", "monitored", "", "default_mode", "enforce", "upstream", "shop"),
+		// An operator who held no key in use leaves.
+		ev(0, event.ClassKey, "custodian_offboarded", "actor", "ops", "custodian", "cli:erin", "keys", 0, "revoked", 0),
 	}, ordinary(2000)...)
 	for _, r := range DefaultRules().Rules {
 		if marks, groups := feed(t, r.Name, events); len(groups) > 0 {
