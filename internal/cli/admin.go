@@ -183,7 +183,7 @@ func keysOffboard(ctx context.Context, args []string, stdio IO) error {
 	defer n.Close()
 	custodian := fs.Arg(0)
 	out, err := n.Custody.Offboard(ctx, custodian, actor(), *reason, !*keep)
-	if err != nil && len(out.Held) == 0 {
+	if err != nil && !out.Recorded {
 		return err
 	}
 	if *asJSON {
@@ -207,6 +207,8 @@ func keysOffboard(ctx context.Context, args []string, stdio IO) error {
 			fmt.Fprintf(stdio.Stdout, "  %s revoked: unpublished, and every token it signed is refused\n", k.ID)
 		case k.State == store.KeyRevoked:
 			fmt.Fprintf(stdio.Stdout, "  %s was already revoked\n", k.ID)
+		case !*keep:
+			fmt.Fprintf(stdio.Stdout, "  %s NOT revoked (see the error below): custos keys revoke %s --reason ...\n", k.ID, k.ID)
 		default:
 			fmt.Fprintf(stdio.Stdout, "  %s kept (%s); revoke it with: custos keys revoke %s --reason ...\n", k.ID, k.State, k.ID)
 		}

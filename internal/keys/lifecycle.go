@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/custos-dev/custos/internal/event"
@@ -373,8 +374,9 @@ const MaxOffboardReason = 500
 // Offboarded is what Offboard did; it is empty when Offboard recorded
 // nothing.
 type Offboarded struct {
-	Held    []KeyInfo // the custodian's keys, before any was revoked
-	Revoked []string  // kids revoked now
+	Recorded bool      // the offboarding is stored
+	Held     []KeyInfo // the custodian's keys, before any was revoked
+	Revoked  []string  // kids revoked now
 }
 
 // Offboard records that custodian has left: from now on any token naming a
@@ -386,11 +388,11 @@ type Offboarded struct {
 // wrapping store.ErrConflict and changes nothing.
 func (c *Custody) Offboard(ctx context.Context, custodian, actor, reason string, revoke bool) (Offboarded, error) {
 	switch {
-	case custodian == "" || len(custodian) > 256 || !utf8.ValidString(custodian):
-		return Offboarded{}, errors.New("keys: offboard: name a custodian (at most 256 bytes of text)")
+	case len(custodian) > 256 || !plainText(custodian, false):
+		return Offboarded{}, errors.New("keys: offboard: name a custodian (at most 256 bytes of text on one line)")
 	case custodian == c.cfg.Custodian:
 		return Offboarded{}, fmt.Errorf("keys: offboard: %q is the custodian of the keys custos generates, which never leave custody", custodian)
-	case reason == "" || !utf8.ValidString(reason) || utf8.RuneCountInString(reason) > MaxOffboardReason:
+	case utf8.RuneCountInString(reason) > MaxOffboardReason || !plainText(reason, true):
 		return Offboarded{}, fmt.Errorf("keys: offboard: give a reason of at most %d characters", MaxOffboardReason)
 	}
 	c.mu.Lock()
@@ -409,6 +411,7 @@ func (c *Custody) Offboard(ctx context.Context, custodian, actor, reason string,
 	if err := c.st.OffboardCustodian(ctx, store.Offboarding{Custodian: custodian, At: o.now, Actor: o.actor, Reason: reason}); err != nil {
 		return Offboarded{}, o.done(fmt.Errorf("keys: offboard %s: %w", custodian, err))
 	}
+	out.Recorded = true
 	var errs []error
 	if revoke {
 		for _, k := range out.Held {
@@ -428,6 +431,15 @@ func (c *Custody) Offboard(ctx context.Context, custodian, actor, reason string,
 		o.emitErr = append(o.emitErr, fmt.Errorf("%s for %s: %w", EventCustodianOffboarded, custodian, err))
 	}
 	return out, o.done(errors.Join(errs...))
+}
+
+// plainText reports whether s is valid UTF-8 with something other than
+// spaces in it and no control characters but, if lines, newlines.
+func plainText(s string, lines bool) bool {
+	if strings.TrimSpace(s) == "" || !utf8.ValidString(s) {
+		return false
+	}
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && !(lines && r == '\n') }) < 0
 }
 
 // Tick runs one scheduling step at now: it repairs the key set (more than

@@ -755,6 +755,9 @@ func TestOffboardCustodian(t *testing.T) {
 		{"op:dana", ""},
 		{"op:dana", strings.Repeat("x", keys.MaxOffboardReason+1)},
 		{"op:\xff", "left"},
+		{"op:dana\x1b[2J", "left"},
+		{"op:dana", "   "},
+		{"op:dana", "left\x07"},
 	} {
 		if _, err := f.c.Offboard(ctx, bad.custodian, "op:lead", bad.reason, true); err == nil {
 			t.Fatalf("Offboard(%q, reason of %d bytes) succeeded", bad.custodian, len(bad.reason))

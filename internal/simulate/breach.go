@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"github.com/custos-dev/custos/internal/issuer"
 	"github.com/custos-dev/custos/internal/store"
+	"github.com/custos-dev/custos/internal/store/sqlite"
 	"io"
 	"log/slog"
 	"math"
@@ -22,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -405,10 +407,13 @@ func (d *drill) legacyKey(ctx context.Context) error {
 		return err
 	}
 	info, err := d.n.Custody.Import(ctx, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), d.migrator)
+	if info.ID != "" {
+		// Stored, even if what followed failed: tidying up revokes it.
+		d.legacy, d.kid = priv, info.ID
+	}
 	if err != nil {
 		return err
 	}
-	d.legacy, d.kid = priv, info.ID
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		err := d.n.Custody.Rotate(ctx, d.migrator, "legacy key replaced by a custos key")
 		if err == nil {
@@ -475,8 +480,15 @@ func sample(n, k, offset int) []int {
 // a detector on it.
 func (d *drill) openTarget(ctx context.Context) (*node.Node, error) {
 	cfg := d.cfg
-	if entries, err := os.ReadDir(cfg.Dir); err != nil || len(entries) == 0 {
+	// Nothing is opened, so nothing is made, in a directory that is not
+	// a custos's, or without the root key its serve uses.
+	if _, err := os.Stat(filepath.Join(cfg.Dir, sqlite.FileName)); err != nil {
 		return nil, fmt.Errorf("%s is not the data directory of a custos that has run", cfg.Dir)
+	}
+	if cfg.RootKeyFile == "" && cfg.RootKeyEnv == "" {
+		if _, err := os.Stat(filepath.Join(cfg.Dir, node.RootKeyFile)); err != nil {
+			return nil, fmt.Errorf("%s has no root.key: give the running custos's root key as its serve was given it (--root-key-file or --root-key-env)", cfg.Dir)
+		}
 	}
 	var disc struct {
 		Issuer  string `json:"issuer"`
@@ -565,13 +577,18 @@ func (d *drill) tidyTarget() {
 			d.note("legacy key %s revoked", d.kid)
 		}
 	}
-	if err := d.n.Clients.Remove(ctx, d.shop, "drill"); err != nil && !errors.Is(err, store.ErrNotFound) {
+	switch err := d.n.Clients.Remove(ctx, d.shop, "drill"); {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
 		d.note("REMOVE THE DRILL'S CLIENT BY HAND: custos clients remove %s (%v)", d.shop, err)
-	} else {
+	default:
 		d.note("client %s removed, and its tokens revoked", d.shop)
 	}
 	for i := range d.cfg.AttackIPs {
-		d.n.UnblockIP(ctx, d.attackerIP(i), "drill", "the breach drill is over")
+		err := d.n.UnblockIP(ctx, d.attackerIP(i), "drill", "the breach drill is over")
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			d.note("could not unblock %s: %v", d.attackerIP(i), err)
+		}
 	}
 }
 

@@ -59,6 +59,16 @@ func isCustomerIP(ip string) bool { return strings.HasPrefix(ip, "127.1.") }
 // so that one run's blocks do not meet the next.
 func (d *drill) attackerIP(i int) string { return fmt.Sprintf("127.66.%d.%d", d.attackNet, 1+i) }
 
+// isAttacker reports whether ip is one of this run's attacker's.
+func (d *drill) isAttacker(ip string) bool {
+	for i := range d.cfg.AttackIPs {
+		if ip == d.attackerIP(i) {
+			return true
+		}
+	}
+	return false
+}
+
 var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)">`)
 
 // tokens is a token response.

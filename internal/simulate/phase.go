@@ -284,11 +284,16 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 	exposed := map[string]bool{}
 	pr.Responses = map[string]int{}
 	err = d.n.Audit.Query(ctx, audit.Filter{Since: since, Types: []string{"access_monitored", "data_read", detect.EventAlertResponse}}, func(r audit.Record) error {
+		// Only the drill's own: on a running custos, others' traffic
+		// and responses to it are in the log too.
 		switch {
 		case r.Event.Type == detect.EventAlertResponse:
-			action, _ := r.Event.Fields["action"].(string)
-			pr.Responses[action]++
-		case r.Event.Fields["reason"] == "forged_token" && r.Event.Fields["status"] == int64(200):
+			if d.isAttacker(r.Event.IP) || d.customers[r.Event.Subject] {
+				action, _ := r.Event.Fields["action"].(string)
+				pr.Responses[action]++
+			}
+		case r.Event.Fields["reason"] == "forged_token" && r.Event.Fields["status"] == int64(200) &&
+			d.customers[r.Event.Subject] && d.isAttacker(r.Event.IP):
 			exposed[r.Event.Subject] = true
 		}
 		return nil
@@ -328,21 +333,28 @@ func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 	case !found:
 		return "", fmt.Errorf("alert %s: its first event %d is not in the log", a.ID, a.FirstIndex)
 	}
-	for i := range d.cfg.AttackIPs {
-		if e.IP == d.attackerIP(i) {
-			return "attack", nil
-		}
+	if d.isAttacker(e.IP) {
+		return "attack", nil
 	}
 	if e.Fields["kid"] == d.kid && e.Class != event.ClassKey {
 		return "attack", nil
 	}
-	if e.Class == event.ClassKey || e.Class == event.ClassAdmin {
+	if (e.Class == event.ClassKey || e.Class == event.ClassAdmin) && d.own(e.Actor) {
 		return e.Type, nil
 	}
 	if isCustomerIP(e.IP) || d.customers[e.Subject] || d.customers[e.Actor] {
 		return "ordinary", nil
 	}
 	return "unrelated", nil
+}
+
+// own reports whether actor is one the drill acts as.
+func (d *drill) own(actor string) bool {
+	switch actor {
+	case "drill", "drill:hr", "drill:soc", d.migrator:
+		return true
+	}
+	return false
 }
 
 // ackAll acknowledges the open alerts the drill raised, as the security

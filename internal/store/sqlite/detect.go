@@ -228,11 +228,11 @@ func (s *Store) UnblockIP(ctx context.Context, ip string, now time.Time, ev []by
 	})
 }
 
-// ActiveSessions returns up to limit sessions with a token alive at now, in
-// a family that is not revoked.
+// ActiveSessions returns up to limit sessions with a token alive at now,
+// revoked or not: a sign-in started each of them.
 func (s *Store) ActiveSessions(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	return queryAll(ctx, s, func(sc scanner) (sid string, err error) { return sid, sc.Scan(&sid) },
-		`SELECT DISTINCT session_id FROM families WHERE expires_at > ? AND revoked_at = 0 AND session_id != '' LIMIT ?`, ts(now), limit)
+		`SELECT DISTINCT session_id FROM families WHERE expires_at > ? AND session_id != '' LIMIT ?`, ts(now), limit)
 }
 
 // PruneDeliveries deletes alert deliveries delivered or given up before

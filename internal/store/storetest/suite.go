@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -479,6 +480,10 @@ func testRevocation(t *testing.T, b Backend) {
 	}
 	if r, _ := b.Receipt(ctx, "s1"); !r.Revoked() {
 		t.Fatal("RevokeSession left s1")
+	}
+	// A revoked session was still started by a sign-in.
+	if sids, err := b.ActiveSessions(ctx, t0, 10); err != nil || !slices.Contains(sids, "sid-1") {
+		t.Fatalf("active sessions after revoking sid-1: %q, %v", sids, err)
 	}
 
 	// A token refreshed shortly before its family's refresh token expires
