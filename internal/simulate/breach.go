@@ -195,9 +195,9 @@ type drill struct {
 	// customers' password is random and forgotten with the run.
 	tag       string
 	password  string
-	shop      string // the shop app's client id
-	migrator  string // the legacy key's custodian: the insider
-	customers map[string]bool
+	shop      string   // the shop app's client id
+	migrator  string   // the legacy key's custodian: the insider
+	sorted    []string // ids, sorted: whether an account is the drill's
 	attackNet int
 	guardURL  string
 	upstream  *url.URL
@@ -231,7 +231,7 @@ func Breach(ctx context.Context, cfg BreachConfig) (*Report, error) {
 		return nil, fmt.Errorf("simulate: %w", err)
 	}
 	d := &drill{cfg: cfg, start: time.Now(), report: &Report{Customers: cfg.Customers}, password: rand.Text(),
-		shop: "shop-app", migrator: "drill:migration", customers: map[string]bool{}}
+		shop: "shop-app", migrator: "drill:migration"}
 	if cfg.URL != "" {
 		d.tag = strings.ToLower(rand.Text()[:8])
 		d.attackNet = 1 + mrand.IntN(254)
@@ -376,14 +376,20 @@ func (d *drill) seed(ctx context.Context) error {
 		}
 		for _, a := range as {
 			d.ids = append(d.ids, a.ID)
-			d.customers[a.ID] = true
 		}
 		if d.cfg.Customers > chunk {
 			d.note("seeded %d of %d customers", len(d.ids), d.cfg.Customers)
 		}
 	}
+	d.sorted = slices.Sorted(slices.Values(d.ids))
 	d.note("seeded %d customers", len(d.ids))
 	return nil
+}
+
+// isCustomer reports whether account id is one the drill seeded.
+func (d *drill) isCustomer(id string) bool {
+	_, ok := slices.BinarySearch(d.sorted, id)
+	return ok
 }
 
 // loginID is customer i's login ID.

@@ -288,12 +288,12 @@ func (d *drill) assess(ctx context.Context, since time.Time, attack attackResult
 		// and responses to it are in the log too.
 		switch {
 		case r.Event.Type == detect.EventAlertResponse:
-			if d.isAttacker(r.Event.IP) || d.customers[r.Event.Subject] {
+			if d.isAttacker(r.Event.IP) || d.isCustomer(r.Event.Subject) {
 				action, _ := r.Event.Fields["action"].(string)
 				pr.Responses[action]++
 			}
 		case r.Event.Fields["reason"] == "forged_token" && r.Event.Fields["status"] == int64(200) &&
-			d.customers[r.Event.Subject] && d.isAttacker(r.Event.IP):
+			d.isCustomer(r.Event.Subject) && d.isAttacker(r.Event.IP):
 			exposed[r.Event.Subject] = true
 		}
 		return nil
@@ -342,7 +342,7 @@ func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 	if (e.Class == event.ClassKey || e.Class == event.ClassAdmin) && d.own(e.Actor) {
 		return e.Type, nil
 	}
-	if isCustomerIP(e.IP) || d.customers[e.Subject] || d.customers[e.Actor] {
+	if isCustomerIP(e.IP) || d.isCustomer(e.Subject) || d.isCustomer(e.Actor) {
 		return "ordinary", nil
 	}
 	return "unrelated", nil
