@@ -14,17 +14,17 @@ import (
 	"github.com/custos-dev/custos/internal/store"
 )
 
-// TestMigrateTilesToParts builds a database as migration 5 left it, with
-// whole tiles, and checks that opening it moves every tile into parts that
-// read back the same, and that migrating down restores the whole tiles.
-func TestMigrateTilesToParts(t *testing.T) {
-	ctx := t.Context()
+// migratedTo makes a database in a temporary directory and migrates it to
+// version; it returns the database's path, a connection to it, and the
+// migrations to move it further.
+func migratedTo(t *testing.T, version int64) (string, *sql.DB, *goose.Provider) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), FileName)
 	db, err := sql.Open("sqlite", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	fsys, err := fs.Sub(migrations, "migrations")
 	if err != nil {
 		t.Fatal(err)
@@ -33,9 +33,18 @@ func TestMigrateTilesToParts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.UpTo(ctx, 5); err != nil {
+	if _, err := p.UpTo(t.Context(), version); err != nil {
 		t.Fatal(err)
 	}
+	return path, db, p
+}
+
+// TestMigrateTilesToParts builds a database as migration 5 left it, with
+// whole tiles, and checks that opening it moves every tile into parts that
+// read back the same, and that migrating down restores the whole tiles.
+func TestMigrateTilesToParts(t *testing.T) {
+	ctx := t.Context()
+	path, db, p := migratedTo(t, 5)
 
 	// Whole tiles as they were stored: rows bottom-up, any width. More
 	// than one read batch of them.
@@ -100,23 +109,7 @@ func TestMigrateTilesToParts(t *testing.T) {
 // revocations back onto their tokens.
 func TestMigrateFamilies(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), FileName)
-	db, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(splitTiles))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
+	path, db, p := migratedTo(t, 11)
 	now := time.Now()
 	exp := now.Add(time.Hour).UnixNano()
 	for _, q := range []string{
