@@ -383,8 +383,9 @@ func withIdentity(r *http.Request, a Access) *http.Request {
 			continue
 		}
 		// Custos_Subject is Custos-Subject to many servers.
-		norm := strings.ReplaceAll(strings.ToLower(k), "_", "-")
-		if strings.HasPrefix(norm, "custos-") && k != PurposeHeader || routingHeaders[norm] {
+		var buf [64]byte
+		norm := headerNorm(buf[:0], k)
+		if bytes.HasPrefix(norm, []byte("custos-")) && k != PurposeHeader || routingHeaders[string(norm)] {
 			continue
 		}
 		out.Header[k] = v
@@ -429,6 +430,22 @@ func writeError(w http.ResponseWriter, reason verify.Reason, status int) {
 
 // routingHeaders are headers some servers route by instead of the request
 // line; the guard checked the request line, so they are never forwarded.
+// headerNorm appends header name k to b in lower case with "_" as "-", as
+// many servers read it.
+func headerNorm(b []byte, k string) []byte {
+	for i := range len(k) {
+		c := k[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
 var routingHeaders = map[string]bool{
 	"x-original-url": true, "x-rewrite-url": true, "x-http-method-override": true,
 	"x-http-method": true, "x-method-override": true,
