@@ -41,6 +41,8 @@ type Store interface {
 	// OffboardCustodian records that a custodian has left; a second time
 	// it fails with an error wrapping store.ErrConflict.
 	OffboardCustodian(ctx context.Context, o store.Offboarding) error
+	// OffboardedCustodians returns every custodian who has left.
+	OffboardedCustodians(ctx context.Context) ([]store.Offboarding, error)
 }
 
 // Event types custody emits, all of class event.ClassKey. Fields of the

@@ -112,6 +112,12 @@ func (m *memStore) OffboardCustodian(_ context.Context, o store.Offboarding) err
 	return nil
 }
 
+func (m *memStore) OffboardedCustodians(context.Context) ([]store.Offboarding, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.gone), nil
+}
+
 // set replaces a stored row wholesale (to simulate tampering).
 func (m *memStore) set(t *testing.T, kid string, f func(*store.Key)) {
 	t.Helper()

@@ -310,8 +310,18 @@ func (o *op) ensureActive(recs []store.Key, why string) error {
 // active at once (relying parties already trust it), retiring the current
 // active key; it is itself retired by the first rotation, which Tick makes
 // no later than ActivePeriod after the import, and never signs again. Its
-// custodian is actor. The caller should zero pemPrivateKey afterwards.
+// custodian is actor, who must not have been offboarded. The caller should
+// zero pemPrivateKey afterwards.
 func (c *Custody) Import(ctx context.Context, pemPrivateKey []byte, actor string) (KeyInfo, error) {
+	gone, err := c.st.OffboardedCustodians(ctx)
+	if err != nil {
+		return KeyInfo{}, fmt.Errorf("keys: import: %w", err)
+	}
+	for _, o := range gone {
+		if o.Custodian == actor {
+			return KeyInfo{}, fmt.Errorf("keys: import: %s was offboarded on %s and holds no key any more", actor, o.At.UTC().Format(time.RFC3339))
+		}
+	}
 	priv, err := parseImportPEM(pemPrivateKey)
 	if err != nil {
 		return KeyInfo{}, err

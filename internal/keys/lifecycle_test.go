@@ -794,6 +794,13 @@ func TestOffboardCustodian(t *testing.T) {
 		t.Fatalf("stored offboarding %+v", f.st.gone)
 	}
 
+	// Gone, Dana imports nothing more.
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	der2, _ := x509.MarshalPKCS8PrivateKey(other)
+	if _, err := f.c.Import(ctx, pemOf(t, "PRIVATE KEY", der2), "op:dana"); err == nil || !strings.Contains(err.Error(), "was offboarded") {
+		t.Fatalf("import by an offboarded custodian: %v", err)
+	}
+
 	// Once is enough; and a custodian holding nothing can leave too,
 	// keeping nothing to revoke.
 	if _, err := f.c.Offboard(ctx, "op:dana", "op:lead", "again", true); !errors.Is(err, store.ErrConflict) {
