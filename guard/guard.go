@@ -102,6 +102,9 @@ type Access struct {
 	JTI, Subject, ClientID, KeyID string
 	// SessionID is the token's sid: the sign-in it came from.
 	SessionID string
+	// IssuedAt is the iat of a forged or revoked token, as it claims;
+	// zero for a token that verified.
+	IssuedAt time.Time
 	// DataSubject is whose data the route returns.
 	DataSubject string
 	Data        []Category
@@ -289,6 +292,7 @@ func (g *Guard) check(ctx context.Context, r *http.Request, rt *Route, m Match, 
 			// to read, are recorded (and, on a monitor route, what
 			// the upstream is told), never trusted.
 			identify(a, rt, e.Claims)
+			a.IssuedAt = e.Claims.IssuedAt
 		}
 		return reason, http.StatusUnauthorized
 	}

@@ -461,7 +461,8 @@ route GET /me/orders
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	forged := &verify.Claims{Subject: "acc_victim", ClientID: "shop", JTI: "jti-made-up", KeyID: "kid-legacy", Scope: []string{"profile"}, SessionID: "sid-made-up"}
+	forged := &verify.Claims{Subject: "acc_victim", ClientID: "shop", JTI: "jti-made-up", KeyID: "kid-legacy", Scope: []string{"profile"}, SessionID: "sid-made-up",
+		IssuedAt: time.Unix(1_700_000_000, 0)}
 	g, err := guard.New(guard.Config{Policy: p, Recorder: rec, Logger: slogDiscard(),
 		Verifier: tokens{"forged": &verify.Error{Reason: verify.ReasonForged, Claims: forged}}})
 	if err != nil {
@@ -486,7 +487,8 @@ route GET /me/orders
 		if w.Code != tc.status || a.Outcome != tc.outcome || a.Reason != verify.ReasonForged {
 			t.Fatalf("%s: %d, recorded %s/%s", tc.path, w.Code, a.Outcome, a.Reason)
 		}
-		if a.Subject != "acc_victim" || a.DataSubject != "acc_victim" || a.JTI != "jti-made-up" || a.KeyID != "kid-legacy" || a.ClientID != "shop" {
+		if a.Subject != "acc_victim" || a.DataSubject != "acc_victim" || a.JTI != "jti-made-up" || a.KeyID != "kid-legacy" || a.ClientID != "shop" ||
+			!a.IssuedAt.Equal(forged.IssuedAt) {
 			t.Errorf("%s: recorded %+v", tc.path, a)
 		}
 		if tc.outcome == guard.Monitored && told != "acc_victim acc_victim" {

@@ -66,6 +66,9 @@ func AccessEvent(a guard.Access) event.Event {
 	put("jti", a.JTI)
 	put("kid", a.KeyID)
 	put("sid", a.SessionID)
+	if !a.IssuedAt.IsZero() {
+		f["iat"] = a.IssuedAt.Unix()
+	}
 	put("purpose", a.Purpose)
 	put("user_agent", a.UserAgent)
 	if len(a.Data) > 0 {

@@ -47,14 +47,22 @@ func TestRecordAccess(t *testing.T) {
 		Time: at, Outcome: guard.Refused, Reason: guard.ReasonNoToken, Mode: guard.Enforce,
 		Status: 401, ClientIP: "198.51.100.9", Count: 4812, Window: 10 * time.Second,
 	}
-	for _, a := range []guard.Access{read, probe, summary} {
+	forged := guard.Access{
+		Time: at, Outcome: guard.Refused, Reason: verify.ReasonForged, Mode: guard.Enforce, Route: "GET /me/profile",
+		Method: "GET", JTI: "jti_made_up", Subject: "acc_lee", KeyID: "kid_legacy", IssuedAt: at.Add(-30 * 24 * time.Hour),
+		Status: 401, ClientIP: "203.0.113.66",
+	}
+	for _, a := range []guard.Access{read, probe, summary, forged} {
 		if err := e.al.Record(t.Context(), a); err != nil {
 			t.Fatal(err)
 		}
 	}
 	evs := accessEvents(t, e)
-	if len(evs) != 3 {
-		t.Fatalf("%d access events, want 3", len(evs))
+	if len(evs) != 4 {
+		t.Fatalf("%d access events, want 4", len(evs))
+	}
+	if f := evs[3]; f.Fields["iat"] != forged.IssuedAt.Unix() || f.Fields["kid"] != "kid_legacy" {
+		t.Fatalf("a forged token's refusal recorded as %+v", f)
 	}
 	if s := evs[2]; s.Type != audit.EventAccessRefused || s.IP != "198.51.100.9" || fmt.Sprint(s.Fields) != fmt.Sprint(map[string]any{
 		"count": int64(4812), "mode": "enforce", "reason": "no_token", "status": int64(401), "window_ms": int64(10000),

@@ -133,7 +133,12 @@ func TestRulesFire(t *testing.T) {
 			ev(2*s, event.ClassAccess, "data_read", "kid", "kid-old"),                                                // within the grace
 			ev(20*time.Minute, event.ClassAccess, "data_read", "kid", "kid-old"),                                     // past it
 			ev(21*time.Minute, event.ClassAccess, "access_monitored", "kid", "kid-legacy", "reason", "forged_token"), // imported
-		}, "....!!", "kid-old"},
+			ev(22*time.Minute, event.ClassKey, "key_created", "kid", "kid-new"),
+			ev(23*time.Minute, event.ClassAccess, "access_refused", "kid", "kid-new", "reason", "forged_token", "iat", t0.Add(-time.Hour).Unix()),                    // before the key
+			ev(24*time.Minute, event.ClassAccess, "access_refused", "kid", "kid-new", "reason", "forged_token", "iat", t0.Add(22*time.Minute-30*time.Second).Unix()), // within the leeway
+			ev(25*time.Minute, event.ClassToken, "forged_token", "kid", "kid-new", "iat", t0.Add(10*time.Minute).Unix()),                                             // before the key, at introspection
+			ev(26*time.Minute, event.ClassAccess, "access_refused", "kid", "kid-new", "reason", "revoked_token", "iat", t0.Add(23*time.Minute).Unix()),               // after it
+		}, "....!!.!.!.", "kid-old"},
 		{"offboarded_custodian_key", []event.Event{
 			ev(0, event.ClassKey, "key_imported", "kid", "kid-legacy", "custodian", "cli:dana", "imported", true),
 			ev(0, event.ClassKey, "key_created", "kid", "kid-new", "custodian", "system"),

@@ -19,11 +19,16 @@ var keyStateParams = map[string]string{
 	// Whether a token naming an imported key fires: its private half
 	// lived outside custos.
 	"imported": "true",
+	// A token issued before its key existed was not signed by custos;
+	// this much earlier, to allow for clocks that differ between nodes.
+	"created_leeway": "1m",
 }
 
 // keyStateRule fires when a token presented to the guard, or to the
 // issuer's endpoints, names a signing key it should not: one retired for
-// longer than any token it signed can live, or one imported from outside.
+// longer than any token it signed can live, or one imported from outside;
+// or when such a token, as it claims (iat), was issued before its key
+// existed.
 // It learns each key's state from the key events in the log itself, so it
 // needs nothing but the log. (A revoked key is refused before its token's
 // claims are read; rule revoked_key_used catches those.)
@@ -33,7 +38,7 @@ var keyStateRule = codeRule{
 	check: func(params map[string]string) error {
 		return checkParams(params, keyStateParams, func(name, v string) error {
 			switch name {
-			case "retired_grace":
+			case "retired_grace", "created_leeway":
 				d, err := time.ParseDuration(v)
 				if err != nil || d < 0 {
 					return errors.New("want a duration")
@@ -55,18 +60,24 @@ var keyStateRule = codeRule{
 		if err != nil {
 			return nil, err
 		}
-		return &keyState{grace: grace, imported: imported, keys: map[string]keyInfo{}}, nil
+		leeway, err := time.ParseDuration(param(r, keyStateParams, "created_leeway"))
+		if err != nil {
+			return nil, err
+		}
+		return &keyState{grace: grace, imported: imported, leeway: leeway, keys: map[string]keyInfo{}}, nil
 	},
 }
 
 type keyInfo struct {
 	imported  bool
+	createdAt time.Time // zero if not known
 	retiredAt time.Time // zero unless retired
 }
 
 type keyState struct {
 	grace    time.Duration
 	imported bool
+	leeway   time.Duration
 	keys     map[string]keyInfo // by kid; signing keys are few
 }
 
@@ -77,7 +88,7 @@ func (k *keyState) seed(ctx context.Context, st Store, _ time.Time) error {
 		return fmt.Errorf("keys: %w", err)
 	}
 	for _, key := range keys {
-		k.keys[key.ID] = keyInfo{imported: key.Imported, retiredAt: key.RetiredAt}
+		k.keys[key.ID] = keyInfo{imported: key.Imported, createdAt: key.CreatedAt, retiredAt: key.RetiredAt}
 	}
 	return nil
 }
@@ -93,8 +104,11 @@ func (k *keyState) feed(e *event.Event) (string, bool) {
 			info.imported = true
 		}
 		switch e.Type {
+		case "key_created":
+			info.createdAt = e.Time
 		case "key_imported":
 			info.imported = true
+			info.createdAt = e.Time
 		case "key_retired":
 			info.retiredAt = e.Time
 		}
@@ -105,12 +119,15 @@ func (k *keyState) feed(e *event.Event) (string, bool) {
 		return "", false
 	}
 	info, ok := k.keys[kid]
+	iat, hasIAT := e.Fields["iat"].(int64)
 	switch {
 	case !ok:
 		return "", false
 	case k.imported && info.imported:
 		return kid, true
 	case !info.retiredAt.IsZero() && e.Time.After(info.retiredAt.Add(k.grace)):
+		return kid, true
+	case hasIAT && !info.createdAt.IsZero() && time.Unix(iat, 0).Before(info.createdAt.Add(-k.leeway)):
 		return kid, true
 	}
 	return "", false
