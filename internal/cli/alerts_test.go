@@ -39,7 +39,7 @@ func TestAlertsFromServe(t *testing.T) {
 	serveOut := start(t, "serve", "--data", data, "--addr", addr, "--log-level", "warn",
 		"--alert-webhook", "soc="+hook.URL+"/alerts", "--alert-webhook-secret-env", "TEST_ALERT_SECRET")
 	waitFor(t, "serve", func() bool { return strings.Contains(serveOut.String(), "custos is serving") })
-	if !strings.Contains(serveOut.String(), "detection      18 rules") {
+	if !strings.Contains(serveOut.String(), "detection      19 rules") {
 		t.Errorf("serve does not say it detects:\n%s", serveOut)
 	}
 	if out, err := run(t, "alerts", "list", "--data", data); err != nil || !strings.Contains(out, "no open alerts") {
@@ -111,7 +111,7 @@ func TestAlertsRules(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "mine.rules")
 	os.WriteFile(file, []byte(out), 0o600)
-	if out, err := run(t, "alerts", "rules", "--check", file); err != nil || !strings.Contains(out, "18 rules") {
+	if out, err := run(t, "alerts", "rules", "--check", file); err != nil || !strings.Contains(out, "19 rules") {
 		t.Fatalf("alerts rules --check of the built-in rules: %v\n%s", err, out)
 	}
 	os.WriteFile(file, []byte("custos-rules v1\nrule x\n    severity loud\n"), 0o600)

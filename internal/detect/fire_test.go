@@ -80,13 +80,19 @@ func ordinary(n int) []event.Event {
 		if i%5 == 0 {
 			out = append(out, ev(at, event.ClassAuthn, "login_failed", "actor", acc, "subject", acc, "ip", ip, "reason", "bad_password"))
 		}
-		out = append(out,
-			ev(at+time.Second, event.ClassAuthn, "login_succeeded", "actor", acc, "subject", acc, "ip", ip),
-			ev(at+2*time.Second, event.ClassToken, "token_issued", "actor", "shop-app", "subject", acc, "client", "shop-app", "ip", ip, "kid", "kid-active", "sid", "sid-"+acc),
+		reads := []event.Event{
 			read(at+3*time.Second, acc, acc, ip, "name email phone"),
 			read(at+4*time.Second, acc, acc, ip, "address entrance_code third_party_address"),
 			read(at+5*time.Second, acc, acc, ip, "order_history"),
+		}
+		for i := range reads {
+			reads[i].Fields["sid"] = "sid-" + acc
+		}
+		out = append(out,
+			ev(at+time.Second, event.ClassAuthn, "login_succeeded", "actor", acc, "subject", acc, "ip", ip),
+			ev(at+2*time.Second, event.ClassToken, "token_issued", "actor", "shop-app", "subject", acc, "client", "shop-app", "ip", ip, "kid", "kid-active", "sid", "sid-"+acc),
 		)
+		out = append(out, reads...)
 	}
 	return out
 }
@@ -182,6 +188,17 @@ func TestRulesFire(t *testing.T) {
 			}
 			return out
 		}(), "...................!!!!!!", "203.0.113.9 shop-app shop/1.0"},
+		{"many_customers_one_session", func() []event.Event {
+			var out []event.Event
+			for i := range 22 {
+				// One stolen session's token, from a new address each time.
+				e := read(time.Duration(i)*s, "acc_thief", fmt.Sprintf("acc_%d", i), fmt.Sprintf("203.0.113.%d", i), "name")
+				e.Fields["sid"] = "sid-stolen"
+				out = append(out, e)
+			}
+			staff := read(30*s, "svc-support", "acc_1", "198.51.100.7", "name") // no session: staff tooling
+			return append(out, staff)
+		}(), "...................!!!.", "sid-stolen"},
 		{"cross_account_attempts", []event.Event{
 			ev(0, event.ClassAccess, "access_refused", "actor", "acc_1", "subject", "acc_2", "reason", "subject_mismatch"),
 			ev(s, event.ClassAccess, "access_refused", "actor", "acc_1", "subject", "acc_3", "reason", "subject_mismatch"),
