@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -169,5 +170,27 @@ func TestMigrateFamilies(t *testing.T) {
 	}
 	if left != 0 {
 		t.Fatalf("after migrating down, %d receipts of revoked families are not revoked", left)
+	}
+}
+
+// A database a newer custos migrated is refused, not written to.
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := t.Context()
+	path, db, p := migratedTo(t, 1)
+	if _, err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srcs := p.ListSources()
+	future := srcs[len(srcs)-1].Version + 1
+	if _, err := db.ExecContext(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES (?, 1)`, future); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenFile(ctx, path)
+	if err == nil {
+		st.Close()
+		t.Fatal("opened a database at a schema version newer than this custos knows")
+	}
+	if !strings.Contains(err.Error(), "newer than this custos knows") {
+		t.Fatalf("opening a newer database: %v", err)
 	}
 }

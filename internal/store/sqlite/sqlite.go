@@ -259,6 +259,16 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: migrations: %w", err)
 	}
+	// A database a newer custos migrated has tables and rules this one
+	// does not know of: writing to it would bypass them.
+	have, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	srcs := p.ListSources()
+	if known := srcs[len(srcs)-1].Version; have > known {
+		return fmt.Errorf("sqlite: the database is at schema version %d, newer than this custos knows (%d): run the custos that migrated it, or a newer one", have, known)
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("sqlite: migrate: %w", err)
 	}
