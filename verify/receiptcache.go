@@ -3,7 +3,6 @@ package verify
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -52,14 +51,14 @@ func CachedReceipts(inner ReceiptChecker, epoch RevocationEpoch, cfg ReceiptCach
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &cachedReceipts{inner: inner, src: epoch, cfg: cfg, ok: newLRU[string, uint64](cfg.Size)}
+	return &cachedReceipts{inner: inner, src: epoch, cfg: cfg, ok: newLRU[receiptName, uint64](cfg.Size)}
 }
 
 type cachedReceipts struct {
 	inner ReceiptChecker
 	src   RevocationEpoch
 	cfg   ReceiptCacheConfig
-	ok    *lru[string, uint64] // accepted tokens, with the epoch they were accepted at
+	ok    *lru[receiptName, uint64] // accepted tokens, with the epoch they were accepted at
 
 	mu    sync.Mutex
 	epoch uint64
@@ -81,11 +80,15 @@ func (c *cachedReceipts) current(ctx context.Context, now time.Time) (uint64, er
 	return e, nil
 }
 
-// receiptKey names a token by every claim a receipt is compared with, so a
-// token that copies an accepted jti but not the rest misses the cache.
-func receiptKey(cl *Claims) string {
-	return cl.JTI + "\x00" + cl.Subject + "\x00" + cl.ClientID + "\x00" + cl.KeyID + "\x00" +
-		strconv.FormatInt(cl.IssuedAt.Unix(), 10) + "\x00" + strconv.FormatInt(cl.ExpiresAt.Unix(), 10)
+// receiptName names a token by every claim a receipt is compared with, so
+// a token that copies an accepted jti but not the rest misses the cache.
+type receiptName struct {
+	jti, subject, client, kid string
+	iat, exp                  int64
+}
+
+func receiptKey(cl *Claims) receiptName {
+	return receiptName{cl.JTI, cl.Subject, cl.ClientID, cl.KeyID, cl.IssuedAt.Unix(), cl.ExpiresAt.Unix()}
 }
 
 func (c *cachedReceipts) CheckReceipt(ctx context.Context, cl *Claims) error {
