@@ -394,11 +394,13 @@ func withIdentity(r *http.Request, a Access) *http.Request {
 		}
 		out.Header[k] = v
 	}
-	for _, h := range [...]struct{ name, value string }{
-		{SubjectHeader, a.Subject}, {ClientHeader, a.ClientID}, {DataSubjectHeader, a.DataSubject},
-	} {
-		if h.value != "" {
-			out.Header[h.name] = []string{h.value}
+	// One backing array for the three values, each its own full slice, so
+	// that appending to one cannot write into the next.
+	vals := [...]string{a.Subject, a.ClientID, a.DataSubject}
+	backing := vals[:]
+	for i, name := range [...]string{SubjectHeader, ClientHeader, DataSubjectHeader} {
+		if vals[i] != "" {
+			out.Header[name] = backing[i : i+1 : i+1]
 		}
 	}
 	return out
