@@ -397,10 +397,9 @@ func withIdentity(r *http.Request, a Access) *http.Request {
 	// One backing array for the three values, each its own full slice, so
 	// that appending to one cannot write into the next.
 	vals := [...]string{a.Subject, a.ClientID, a.DataSubject}
-	backing := vals[:]
 	for i, name := range [...]string{SubjectHeader, ClientHeader, DataSubjectHeader} {
 		if vals[i] != "" {
-			out.Header[name] = backing[i : i+1 : i+1]
+			out.Header[name] = vals[i : i+1 : i+1]
 		}
 	}
 	return out

@@ -89,7 +89,7 @@ func (n *Node) Guard(ctx context.Context, gc GuardConfig, upstream http.Handler)
 
 // ServeGuard serves a guarded upstream (from Guard) on ln until ctx ends,
 // reloading keys as Serve does, so that a key revoked by another process
-// sharing the data directory is refused here within keyReloadInterval,
+// sharing the data directory is refused here within KeyReload,
 // and draining sp (if not nil) into the audit log every second.
 func (n *Node) ServeGuard(ctx context.Context, ln net.Listener, h http.Handler, sp *spool.Spool) error {
 	ctx, cancel := context.WithCancel(ctx)

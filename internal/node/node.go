@@ -40,17 +40,13 @@ const (
 	RootKeyFile = "root.key"
 	// secretsFile holds node secrets (device-token and CSRF keys), sealed
 	// under the root key.
-	secretsFile = "secrets.sealed"
-	// keyReloadInterval is how often serve re-reads key states, so a key
-	// revoked by `custos keys revoke` in another process is refused here
-	// within this interval.
-	keyReloadInterval = KeyReload
-	pruneInterval     = 10 * time.Minute
+	secretsFile   = "secrets.sealed"
+	pruneInterval = 10 * time.Minute
 )
 
 // KeyReload is how often a serving node re-reads the signing keys, so that
-// a change another process made (a key imported, rotated or revoked) takes
-// effect here within it.
+// a change another process made (a key imported, rotated or revoked by
+// `custos keys`) takes effect here within it.
 const KeyReload = time.Second
 
 // Config configures a node.
@@ -308,7 +304,7 @@ func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.L
 
 // reloadKeys picks up key changes other processes made.
 func (n *Node) reloadKeys(ctx context.Context) {
-	t := time.NewTicker(keyReloadInterval)
+	t := time.NewTicker(KeyReload)
 	defer t.Stop()
 	for {
 		select {

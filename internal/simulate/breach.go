@@ -175,6 +175,15 @@ type Moment struct {
 	What string  `json:"what"`
 }
 
+// The actors the drill records its own operations as (besides the run's
+// migrator): the drill itself, HR offboarding the migrator, and the
+// security team acknowledging phase one's alerts.
+const (
+	actorDrill = "drill"
+	actorHR    = "drill:hr"
+	actorSOC   = "drill:soc"
+)
+
 const (
 	shopAudience = "https://shop.drill.example"
 	redirectURI  = "http://127.0.0.1:9/callback"
@@ -325,7 +334,7 @@ func (d *drill) setUp(ctx context.Context) (stop func(), err error) {
 	}
 
 	if _, _, err := n.Clients.Add(ctx, clients.Spec{ID: d.shop, Name: "Drill shop", Public: true,
-		RedirectURIs: []string{redirectURI}, Audiences: []string{shopAudience}}, "drill"); err != nil {
+		RedirectURIs: []string{redirectURI}, Audiences: []string{shopAudience}}, actorDrill); err != nil {
 		return stop, err
 	}
 	if err := d.seed(ctx); err != nil {
@@ -370,7 +379,7 @@ func (d *drill) seed(ctx context.Context) error {
 		for i := from; i < from+cap(news); i++ {
 			news = append(news, accounts.NewAccount{LoginID: d.loginID(i), Name: shop.Customer(fmt.Sprint(i)).Name})
 		}
-		as, err := d.n.Accounts.RegisterMany(ctx, news, d.password, "drill")
+		as, err := d.n.Accounts.RegisterMany(ctx, news, d.password, actorDrill)
 		if err != nil {
 			return fmt.Errorf("seeding customers: %w", err)
 		}
@@ -443,7 +452,7 @@ func (d *drill) legacyKey(ctx context.Context) error {
 	// The developer who ran the migration left, as in 2025. The key stays
 	// as it was (the breach's premise: nobody revoked it); the offboarding
 	// is recorded, so detection knows whose key it is.
-	if _, err := d.n.Custody.Offboard(ctx, d.migrator, "drill:hr", "the developer who migrated the legacy key left the company", false); err != nil {
+	if _, err := d.n.Custody.Offboard(ctx, d.migrator, actorHR, "the developer who migrated the legacy key left the company", false); err != nil {
 		return fmt.Errorf("offboarding the migrator: %w", err)
 	}
 	d.note("%s, who imported it, left the company: offboarded, key kept", d.migrator)
@@ -464,7 +473,7 @@ func (d *drill) setGuard(ctx context.Context, mode guard.Mode, up *url.URL) erro
 		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(up); pr.SetXForwarded() },
 		Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
 	}
-	h, err := d.n.Guard(ctx, node.GuardConfig{Policy: p, Audience: shopAudience, Upstream: up.String(), Actor: "drill"}, proxy)
+	h, err := d.n.Guard(ctx, node.GuardConfig{Policy: p, Audience: shopAudience, Upstream: up.String(), Actor: actorDrill}, proxy)
 	if err != nil {
 		return err
 	}
@@ -577,13 +586,13 @@ func (d *drill) tidyTarget() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if d.kid != "" {
-		if err := d.n.Custody.Revoke(ctx, d.kid, "drill", "the breach drill is over; it held this key's private half"); err != nil {
+		if err := d.n.Custody.Revoke(ctx, d.kid, actorDrill, "the breach drill is over; it held this key's private half"); err != nil {
 			d.note("REVOKE THE LEGACY KEY BY HAND: custos keys revoke %s (%v)", d.kid, err)
 		} else {
 			d.note("legacy key %s revoked", d.kid)
 		}
 	}
-	switch err := d.n.Clients.Remove(ctx, d.shop, "drill"); {
+	switch err := d.n.Clients.Remove(ctx, d.shop, actorDrill); {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
 		d.note("REMOVE THE DRILL'S CLIENT BY HAND: custos clients remove %s (%v)", d.shop, err)
@@ -591,7 +600,7 @@ func (d *drill) tidyTarget() {
 		d.note("client %s removed, and its tokens revoked", d.shop)
 	}
 	for i := range d.cfg.AttackIPs {
-		err := d.n.UnblockIP(ctx, d.attackerIP(i), "drill", "the breach drill is over")
+		err := d.n.UnblockIP(ctx, d.attackerIP(i), actorDrill, "the breach drill is over")
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			d.note("could not unblock %s: %v", d.attackerIP(i), err)
 		}

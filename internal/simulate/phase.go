@@ -351,7 +351,7 @@ func (d *drill) cause(ctx context.Context, a store.Alert) (string, error) {
 // own reports whether actor is one the drill acts as.
 func (d *drill) own(actor string) bool {
 	switch actor {
-	case "drill", "drill:hr", "drill:soc", d.migrator:
+	case actorDrill, actorHR, actorSOC, d.migrator:
 		return true
 	}
 	return false
@@ -372,7 +372,7 @@ func (d *drill) ackAll(ctx context.Context) error {
 		if cause, err := d.cause(ctx, a); err != nil || cause == "unrelated" {
 			continue
 		}
-		if _, err := d.n.AckAlert(ctx, a.ID, "drill:soc", "handled in phase one of the breach drill"); err != nil {
+		if _, err := d.n.AckAlert(ctx, a.ID, actorSOC, "handled in phase one of the breach drill"); err != nil {
 			return err
 		}
 		acked++
