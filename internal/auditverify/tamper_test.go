@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -431,7 +432,11 @@ func TestPruned(t *testing.T) {
 	checkFirst(t, rep, want{kind: auditverify.KindMissing, first: 400, last: 400, from: f.times[399], until: f.times[401]})
 
 	// Pruned entries whose tiles are gone leave checkpoints unchecked.
+	// A full level-0 tile is in the tile file beside the database.
 	sqlExec(t, dir, `DELETE FROM log_tile_parts WHERE `+tileRows(0, 0))
+	if err := os.Truncate(filepath.Join(dir, sqlite.FileName+sqlite.TilesSuffix), 0); err != nil {
+		t.Fatal(err)
+	}
 	rep = verify(t, f, dir, witnessed(f))
 	if rep.Intact || rep.Problems[0].Kind != auditverify.KindTileMismatch || rep.CheckpointsUnchecked == 0 {
 		t.Errorf("tiles of pruned entries deleted:\n%s", rep)
@@ -466,4 +471,50 @@ func TestOptions(t *testing.T) {
 	if _, err := auditverify.Verify(t.Context(), empty, auditverify.Options{}); !errors.Is(err, auditverify.ErrNoLog) {
 		t.Errorf("Verify(empty database) = %v, want ErrNoLog", err)
 	}
+}
+
+// TestTamperSegment alters an entry whose bytes are in a segment file beside
+// the database, not in it: a log appended in large commits.
+func TestTamperSegment(t *testing.T) {
+	f := getFixture(t)
+	dir := t.TempDir()
+	st, err := sqlite.Open(t.Context(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := openLog(t.Context(), st, f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tl.AppendAll(t.Context(), f.entries); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	segs, err := filepath.Glob(filepath.Join(dir, sqlite.FileName+sqlite.SegmentsSuffix, "*.seg"))
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segment files %v, %v; want one", segs, err)
+	}
+	if rep := verify(t, f, dir, witnessed(f)); !rep.Intact {
+		t.Fatalf("log appended in one commit:\n%s", rep)
+	}
+
+	const alt = 300
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(data, f.entries[alt])
+	if at < 0 {
+		t.Fatalf("entry %d is not in the segment", alt)
+	}
+	e := bytes.Replace(f.entries[alt], fmt.Appendf(nil, "acc_%04d", alt), []byte("acc_9999"), 1)
+	copy(data[at:], e)
+	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := verify(t, f, dir, witnessed(f))
+	checkFirst(t, rep, want{kind: auditverify.KindAltered, first: alt, last: alt, from: f.times[alt-1], until: f.times[alt+1]})
 }

@@ -31,3 +31,16 @@ func Lock(path string) (unlock func() error, err error) {
 	}
 	return f.Close, nil
 }
+
+// TryLock takes an exclusive lock on the open file f without waiting,
+// held until f is closed. It fails with ErrHeld if another holder has it;
+// two opens of one file in the same process are two holders.
+func TryLock(f *os.File) error {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("%s: %w", f.Name(), ErrHeld)
+		}
+		return fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return nil
+}

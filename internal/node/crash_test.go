@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +23,9 @@ import (
 	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/audit"
 	"github.com/custos-dev/custos/internal/clients"
+	"github.com/custos-dev/custos/internal/event"
 	"github.com/custos-dev/custos/internal/node"
+	"github.com/custos-dev/custos/internal/store/sqlite"
 )
 
 // TestCrashChild is the serving custos TestCrashSafety kills. It runs only
@@ -42,9 +45,32 @@ func TestCrashChild(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "listen:", err)
 		os.Exit(3)
 	}
+	// Heavy appends beside the requests, many at once, so that commits
+	// are large enough to go to segment files: each is announced on
+	// stdout once it is acknowledged.
+	var out sync.Mutex
+	pad := strings.Repeat("p", 200)
+	for g := range crashAppenders {
+		go func() {
+			for i := 0; ; i++ {
+				marker := fmt.Sprintf("%d-%d-%d", os.Getpid(), g, i)
+				_, err := n.Audit.Append(context.Background(), event.Event{Class: event.ClassAdmin, Type: "crash_test", Actor: "test",
+					Fields: map[string]any{"marker": marker, "pad": pad}})
+				if err != nil {
+					continue
+				}
+				out.Lock()
+				os.Stdout.WriteString(marker + "\n")
+				out.Unlock()
+			}
+		}()
+	}
 	n.Serve(context.Background(), ln) // until killed
 	os.Exit(4)
 }
+
+// crashAppenders is how many goroutines append events in the killed custos.
+const crashAppenders = 256
 
 // TestCrashSafety kills a serving custos with SIGKILL during heavy appends,
 // again and again. After every restart, every event whose request was
@@ -66,26 +92,36 @@ func TestCrashSafety(t *testing.T) {
 	origin := n.Log.Origin()
 	n.Close()
 
-	acked := map[string]bool{} // jti of every token custos answered with
-	var published [][]byte     // every checkpoint custos served
+	acked := map[string]bool{}    // jti of every token custos answered with
+	appended := map[string]bool{} // marker of every event acknowledged
+	var published [][]byte        // every checkpoint custos served
 	const rounds = 20
 	for round := range rounds {
 		base, stop := startChild(t, dir)
 		jtis, cps := load(t, base, secret, time.Duration(50+rand.IntN(250))*time.Millisecond)
-		stop() // SIGKILL
+		markers := stop() // SIGKILL
 		for _, j := range jtis {
 			acked[j] = true
 		}
-		published = append(published, cps...)
-		if len(jtis) == 0 {
-			t.Fatalf("round %d: no token was issued before the kill", round)
+		for _, m := range markers {
+			appended[m] = true
 		}
-		checkAfterCrash(t, dir, origin, acked, published)
+		published = append(published, cps...)
+		if len(jtis) == 0 || len(markers) == 0 {
+			t.Fatalf("round %d: %d tokens issued and %d events appended before the kill", round, len(jtis), len(markers))
+		}
+		checkAfterCrash(t, dir, origin, acked, appended, published)
 	}
-	t.Logf("%d rounds, %d acknowledged tokens, %d checkpoints", rounds, len(acked), len(published))
+	// The appends were heavy enough to use the files beside the database.
+	for _, name := range []string{sqlite.FileName + sqlite.SegmentsSuffix, sqlite.FileName + sqlite.TilesSuffix} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("after heavy appends: %v", err)
+		}
+	}
+	t.Logf("%d rounds, %d acknowledged tokens, %d acknowledged appends, %d checkpoints", rounds, len(acked), len(appended), len(published))
 }
 
-func startChild(t *testing.T, dir string) (base string, kill func()) {
+func startChild(t *testing.T, dir string) (base string, kill func() []string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -97,9 +133,23 @@ func startChild(t *testing.T, dir string) (base string, kill func()) {
 	cmd.Env = append(os.Environ(), "CUSTOS_CRASH_DIR="+dir, "CUSTOS_CRASH_ADDR="+addr)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Every line the child wrote before it was killed names an
+	// acknowledged append (a line cut short by the kill names none).
+	var markers []string
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		b, _ := io.ReadAll(stdout)
+		lines := strings.Split(string(b), "\n")
+		markers = lines[:len(lines)-1]
+	}()
 	base = "http://" + addr
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -115,9 +165,11 @@ func startChild(t *testing.T, dir string) (base string, kill func()) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return base, func() {
+	return base, func() []string {
 		cmd.Process.Signal(syscall.SIGKILL)
+		<-read
 		cmd.Wait()
+		return markers
 	}
 }
 
@@ -190,7 +242,7 @@ func jtiOf(t *testing.T, tok string) string {
 	return c.JTI
 }
 
-func checkAfterCrash(t *testing.T, dir, origin string, acked map[string]bool, published [][]byte) {
+func checkAfterCrash(t *testing.T, dir, origin string, acked, appended map[string]bool, published [][]byte) {
 	t.Helper()
 	n, err := node.Open(t.Context(), node.Config{DataDir: dir})
 	if err != nil {
@@ -198,12 +250,16 @@ func checkAfterCrash(t *testing.T, dir, origin string, acked map[string]bool, pu
 	}
 	defer n.Close()
 	logged := map[string]bool{}
-	err = n.Audit.Query(t.Context(), audit.Filter{Types: []string{"token_issued"}}, func(r audit.Record) error {
+	markers := map[string]bool{}
+	err = n.Audit.Query(t.Context(), audit.Filter{Types: []string{"token_issued", "crash_test"}}, func(r audit.Record) error {
 		if r.Event.Fields["sanitized"] != nil {
-			t.Errorf("token_issued event %d was recorded sanitized: %v", r.Index, r.Event.Fields)
+			t.Errorf("%s event %d was recorded sanitized: %v", r.Event.Type, r.Index, r.Event.Fields)
 		}
 		if j, ok := r.Event.Fields["access_jti"].(string); ok {
 			logged[j] = true
+		}
+		if m, ok := r.Event.Fields["marker"].(string); ok {
+			markers[m] = true
 		}
 		return nil
 	})
@@ -218,6 +274,14 @@ func checkAfterCrash(t *testing.T, dir, origin string, acked map[string]bool, pu
 	}
 	if missing > 0 {
 		t.Fatalf("%d of %d acknowledged token_issued events are missing after a crash", missing, len(acked))
+	}
+	for m := range appended {
+		if !markers[m] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d acknowledged appends are missing after a crash", missing, len(appended))
 	}
 
 	signed, now := n.Log.Checkpoint()

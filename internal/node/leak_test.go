@@ -36,12 +36,13 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 	_ "modernc.org/sqlite"
 
-	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/accounts"
 	"github.com/custos-dev/custos/internal/cli"
 	"github.com/custos-dev/custos/internal/clients"
 	"github.com/custos-dev/custos/internal/leakcheck"
 	"github.com/custos-dev/custos/internal/node"
+	"github.com/custos-dev/custos/internal/store/sqlite"
+	"github.com/custos-dev/custos/internal/tlog"
 )
 
 // TestNoPrivateKeyBytesAnywhere is invariant I1 end to end: a node runs a
@@ -383,17 +384,30 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, e := range entries {
-			if e.Name() == node.RootKeyFile || e.IsDir() {
+			if e.Name() == node.RootKeyFile {
 				continue
 			}
-			b, err := os.ReadFile(filepath.Join(dataDir, e.Name()))
-			if errors.Is(err, os.ErrNotExist) {
-				continue // -wal and -shm come and go
+			names := []string{e.Name()}
+			if e.IsDir() { // the audit log's segment files
+				sub, err := os.ReadDir(filepath.Join(dataDir, e.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				names = names[:0]
+				for _, f := range sub {
+					names = append(names, filepath.Join(e.Name(), f.Name()))
+				}
 			}
-			if err != nil {
-				t.Fatal(err)
+			for _, name := range names {
+				b, err := os.ReadFile(filepath.Join(dataDir, name))
+				if errors.Is(err, os.ErrNotExist) {
+					continue // -wal and -shm come and go
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				hay.add("data file "+name+" "+when, string(b))
 			}
-			hay.add("data file "+e.Name()+" "+when, string(b))
 		}
 	}
 	snapshot("while serving")
@@ -524,32 +538,26 @@ func TestNoPrivateKeyBytesAnywhere(t *testing.T) {
 		t.Fatal("the imported key was not recovered")
 	}
 
-	// Every audit event, as logged.
-	rows, err = db.QueryContext(ctx, `SELECT data FROM log_entries ORDER BY first`)
+	// Every audit event, as logged, wherever its bytes are stored.
+	var events strings.Builder
+	nEvents := 0
+	st, err := sqlite.Open(ctx, dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events strings.Builder
-	nEvents := 0
-	for rows.Next() {
-		var data []byte
-		if err := rows.Scan(&data); err != nil {
-			t.Fatal(err)
-		}
-		entries, err := auditlog.ParseEntryBundle(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range entries {
+	state, err := st.LogState(ctx)
+	if err == nil {
+		err = tlog.ReadEntries(ctx, st, 0, state.Sequenced, func(_ uint64, e []byte) error {
 			events.Write(e)
 			events.WriteByte('\n')
 			nEvents++
-		}
+			return nil
+		})
 	}
-	if err := rows.Err(); err != nil {
+	st.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
-	rows.Close()
 	for _, typ := range []string{"key_imported", "key_revoked", "key_created", "key_activated", "note_key_created"} {
 		if !strings.Contains(events.String(), `"type":"`+typ+`"`) {
 			t.Errorf("no %s event among %d events", typ, nEvents)

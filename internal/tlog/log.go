@@ -131,9 +131,9 @@ type Log struct {
 	pending *batch
 	closed  bool
 	kick    chan struct{}
-	// spare is the buffer of the last committed batch, for the next one:
+	// spare holds the buffers of committed batches, for the next ones:
 	// growing a fresh buffer for every batch costs more than the appends.
-	spare []byte
+	spare [][]byte
 
 	// Leaf hashes of batches this process committed, by first index,
 	// awaiting integration. Entries others appended are read from the
@@ -346,30 +346,45 @@ func (l *Log) AppendAll(ctx context.Context, entries [][]byte) (uint64, error) {
 	return l.await(b, pos)
 }
 
-// sequencer commits pending appends, one batch at a time.
+// commitDepth is how many batches may be committing at once: the store
+// can write the next batch's bytes while it commits the last one's.
+const commitDepth = 2
+
+// sequencer commits pending appends, up to commitDepth batches at a time.
 func (l *Log) sequencer() {
 	defer close(l.seqDone)
+	slots := make(chan struct{}, commitDepth)
+	var committing sync.WaitGroup
+	defer committing.Wait()
 	for {
 		select {
 		case <-l.kick:
 		case <-l.stop:
 		}
+		slots <- struct{}{}
 		l.mu.Lock()
 		b := l.pending
 		n := b.n // b is ours only if it was swapped out here
 		if n > 0 {
 			l.pending = newBatch()
-			l.pending.buf, l.spare = l.spare[:0], nil
+			if k := len(l.spare); k > 0 {
+				l.pending.buf, l.spare = l.spare[k-1][:0], l.spare[:k-1]
+			}
 			l.pending.hashes = make([]auditlog.Hash, 0, n)
 			l.cond.Broadcast()
 		}
 		closed := l.closed
 		l.mu.Unlock()
-		if n > 0 {
-			l.commit(b)
-			l.mu.Lock()
-			l.spare = b.buf // the store keeps no reference to it
-			l.mu.Unlock()
+		if n == 0 {
+			<-slots
+		} else {
+			committing.Go(func() {
+				l.commit(b)
+				l.mu.Lock()
+				l.spare = append(l.spare, b.buf) // the store keeps no reference to it
+				l.mu.Unlock()
+				<-slots
+			})
 		}
 		if closed {
 			l.mu.Lock()

@@ -92,15 +92,30 @@ func BenchmarkAppendChunk(b *testing.B) {
 }
 
 // BenchmarkTileRead measures reading level-0 tiles from a store holding
-// 4096 full ones: the part an inclusion proof reads, and whole tiles.
+// 4096 full ones, integrated (so in the tile file): the part an inclusion
+// proof reads, and whole tiles.
 func BenchmarkTileRead(b *testing.B) {
 	st, err := sqlite.Open(b.Context(), b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
+	if _, err := st.InitLog(b.Context(), "bench.custos.test/audit"); err != nil {
+		b.Fatal(err)
+	}
 	const tiles = 4096
+	const perChunk = 4096 // one-byte entries
+	chunk := make([]byte, 0, 3*perChunk)
+	for range perChunk {
+		chunk = append(chunk, 0, 1, 'x')
+	}
+	for range tiles * store.TileWidth / perChunk {
+		if _, err := st.AppendChunk(b.Context(), perChunk, chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
 	data := make([]byte, (2*store.TileWidth-2)*store.HashSize) // rows 0–7
+	rand.Read(data)
 	var parts []store.TilePart
 	for i := range tiles {
 		ps, err := store.SplitTile(store.Tile{Level: 0, Index: uint64(i), Width: store.TileWidth, Data: data}, 0)
@@ -114,6 +129,10 @@ func BenchmarkTileRead(b *testing.B) {
 			}
 			parts = parts[:0]
 		}
+	}
+	in := store.Integration{Size: tiles * store.TileWidth, Checkpoint: []byte("bench checkpoint\n"), Time: time.Now()}
+	if err := st.Integrate(b.Context(), 0, in); err != nil {
+		b.Fatal(err)
 	}
 	b.Run("proof", func(b *testing.B) {
 		i := uint64(0)

@@ -199,7 +199,7 @@ func (s *Store) SetRetention(ctx context.Context, version uint64, p store.Retent
 // before is cut so that no body below it remains; hashes (tiles) and
 // checkpoints are kept.
 func (s *Store) PruneLog(ctx context.Context, version, before uint64, ev []byte) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var v int64
 		if err := tx.QueryRowContext(ctx, `SELECT version FROM retention_state WHERE id = 1`).Scan(&v); err != nil {
 			return err
@@ -220,8 +220,15 @@ func (s *Store) PruneLog(ctx context.Context, version, before uint64, ev []byte)
 		if err := cutChunk(ctx, tx, before); err != nil {
 			return err
 		}
+		if err := s.pruneExtents(ctx, tx, before); err != nil {
+			return err
+		}
 		return addOutbox(ctx, tx, ev)
 	})
+	if err != nil {
+		return err
+	}
+	return s.tidySegments(ctx)
 }
 
 // cutChunk replaces the chunk holding entries on both sides of before by

@@ -46,13 +46,19 @@ const (
 	// in between.
 	qLogSize   = `SELECT sequenced FROM log_state WHERE id = 1`
 	qAppendSeq = `UPDATE OR FAIL log_state SET sequenced = ? WHERE id = 1`
+	// qInsertExtent records entries stored in a segment file.
+	qInsertExtent = `INSERT OR FAIL INTO log_extents (first, count, segment, offset, length) VALUES (?, ?, ?, ?, ?)`
 )
 
 // AppendChunk stores count entries (data is their concatenation, each with
 // a two-byte big-endian length) as the log's next entries, and returns the
 // index of the first. The indexes are assigned inside the write's
 // transaction, so appends from any number of writers never conflict.
+// Chunks over inlineBytes are stored in a segment file (see segments.go).
 func (s *Store) AppendChunk(ctx context.Context, count uint64, data []byte) (uint64, error) {
+	if len(data) > inlineBytes {
+		return s.appendSegment(ctx, count, data)
+	}
 	var first uint64
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
@@ -63,16 +69,8 @@ func (s *Store) AppendChunk(ctx context.Context, count uint64, data []byte) (uin
 }
 
 func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data []byte) (uint64, error) {
-	var size int64
-	err := tx.StmtContext(ctx, s.prepared[qLogSize]).QueryRowContext(ctx).Scan(&size)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("audit log: not created: %w", store.ErrNotFound)
-	}
+	first, err := s.nextIndexes(ctx, tx, count)
 	if err != nil {
-		return 0, err
-	}
-	first := uint64(size)
-	if _, err := s.exec(ctx, tx, qAppendSeq, int64(first+count)); err != nil {
 		return 0, err
 	}
 	// The chunk is stored in rows of at most rowBytes: the driver and
@@ -98,6 +96,23 @@ func (s *Store) appendChunk(ctx context.Context, tx *sql.Tx, count uint64, data 
 		return 0, errors.New("audit log: malformed chunk")
 	}
 	return first, nil
+}
+
+// nextIndexes takes the log's next count indexes in tx and returns the
+// first.
+func (s *Store) nextIndexes(ctx context.Context, tx *sql.Tx, count uint64) (uint64, error) {
+	var size int64
+	err := tx.StmtContext(ctx, s.prepared[qLogSize]).QueryRowContext(ctx).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("audit log: not created: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.exec(ctx, tx, qAppendSeq, size+int64(count)); err != nil {
+		return 0, err
+	}
+	return uint64(size), nil
 }
 
 // rowBytes bounds a log_entries row's data (a row holds at least one
@@ -143,35 +158,67 @@ func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
 }
 
 // Chunks returns the stored chunks that hold entries in [from, to), in
-// order. Chunks deleted by pruning are missing; the caller checks coverage.
+// order, whether their bytes are in the database or in a segment file.
+// Chunks deleted by pruning are missing; the caller checks coverage.
 func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error) {
-	rows, err := s.query(ctx, `SELECT first, count, data FROM log_entries
-		WHERE first >= COALESCE((SELECT MAX(first) FROM log_entries WHERE first <= ?), 0) AND first < ? ORDER BY first`,
-		int64(from), int64(to))
+	rows, err := s.query(ctx, qChunks, int64(from), int64(to))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
+	type extent struct {
+		i               int
+		id, off, length int64
+	}
 	var out []store.Chunk
+	var extents []extent
 	for rows.Next() {
 		var c store.Chunk
 		var first, count int64
-		if err := rows.Scan(&first, &count, &c.Data); err != nil {
+		var id, off, length sql.NullInt64
+		if err := rows.Scan(&first, &count, &c.Data, &id, &off, &length); err != nil {
 			return nil, err
 		}
 		c.First, c.Count = uint64(first), uint64(count)
 		if c.First+c.Count <= from {
 			continue
 		}
+		if id.Valid {
+			extents = append(extents, extent{len(out), id.Int64, off.Int64, length.Int64})
+		}
 		out = append(out, c)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	// The segments are read once the read transaction is over.
+	for _, e := range extents {
+		if out[e.i].Data, err = s.seg.readExtent(e.id, e.off, e.length); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
+
+// qChunks reads the chunks and extents from the one holding from (the last
+// to start at or before it) up to to.
+const qChunks = `SELECT first, count, data, NULL, NULL, NULL FROM log_entries
+		WHERE first >= COALESCE((SELECT MAX(first) FROM log_entries WHERE first <= ?1), 0) AND first < ?2
+	UNION ALL
+	SELECT first, count, NULL, segment, offset, length FROM log_extents
+		WHERE first >= COALESCE((SELECT MAX(first) FROM log_extents WHERE first <= ?1), 0) AND first < ?2
+	ORDER BY first`
 
 // Integrate stores the tiles and checkpoint of one integration step if the
 // tree still has size from; otherwise it fails with store.ErrConflict.
 func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	tiles, err := s.putFullTiles(ctx, in.Tiles)
+	if err != nil {
+		return err
+	}
+	full := s.tiles.takeFull()
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE log_state SET integrated = ?, checkpoint = ? WHERE id = 1 AND integrated = ? AND sequenced >= ?`,
 			int64(in.Size), in.Checkpoint, int64(from), int64(in.Size))
 		if err != nil {
@@ -180,7 +227,10 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("audit log: integrate from %d: %w", from, store.ErrConflict)
 		}
-		if err := s.putTiles(ctx, tx, in.Tiles); err != nil {
+		if err := s.putTileParts(ctx, tx, tiles); err != nil {
+			return err
+		}
+		if err := deleteGrowing(ctx, tx, full); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO log_checkpoints (size, time, note) VALUES (?, ?, ?)`, int64(in.Size), ts(in.Time), in.Checkpoint)
@@ -189,6 +239,12 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 		}
 		return err
 	})
+	if err != nil {
+		s.tiles.returnFull(full)
+		return err
+	}
+	s.tiles.sawIntegrated(int64(in.Size))
+	return nil
 }
 
 // Checkpoints returns up to limit signed checkpoints with size > after, in
@@ -217,7 +273,7 @@ func (s *Store) Checkpoints(ctx context.Context, after uint64, limit int) ([]sto
 // Tiles and checkpoints are kept. before must not be beyond the integrated
 // size; the pruning point never moves back.
 func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE log_state SET pruned = ? WHERE id = 1 AND pruned <= ? AND integrated >= ?`, int64(before), int64(before), int64(before))
 		if err != nil {
 			return err
@@ -225,9 +281,15 @@ func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("audit log: prune to %d: %w", before, store.ErrConflict)
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM log_entries WHERE first + count <= ?`, int64(before))
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM log_entries WHERE first + count <= ?`, int64(before)); err != nil {
+			return err
+		}
+		return s.pruneExtents(ctx, tx, before)
 	})
+	if err != nil {
+		return err
+	}
+	return s.tidySegments(ctx)
 }
 
 // InsertNoteKey stores a new note-signing key; store.ErrConflict if one

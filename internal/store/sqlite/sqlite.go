@@ -52,10 +52,12 @@ const readerCachePages = 20
 
 // Store is the SQLite backend. It is safe for concurrent use.
 type Store struct {
-	wdb  *sql.DB // one connection, used only by the writer goroutine
-	rdb  *sql.DB // read-only pool
-	ckdb *sql.DB // one connection, used only by the checkpointer
-	path string
+	wdb   *sql.DB // one connection, used only by the writer goroutine
+	rdb   *sql.DB // read-only pool
+	ckdb  *sql.DB // one connection, used only by the checkpointer
+	path  string
+	seg   segments
+	tiles *tileFile
 
 	ckDone chan struct{}
 
@@ -66,6 +68,9 @@ type Store struct {
 	reads sync.Map
 
 	writes chan *writeReq
+	// lazy is whether the writer connection is set not to sync its
+	// commits; owned by the writer goroutine.
+	lazy bool
 	// restartWAL asks the writer to finish a checkpoint between two of its
 	// transactions, so that the next one starts the WAL again.
 	restartWAL chan struct{}
@@ -81,6 +86,10 @@ type writeReq struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	errc chan error
+	// lazy writes need not be durable when they return: what they store
+	// can be derived again after a crash. A commit of lazy writes alone
+	// is not synced; the next synced commit makes it durable.
+	lazy bool
 }
 
 // Open opens (creating if needed) the database in dir and applies any
@@ -163,6 +172,8 @@ func OpenFile(ctx context.Context, path string) (*Store, error) {
 	}
 	s := &Store{
 		path:       path,
+		seg:        segments{dir: path + SegmentsSuffix},
+		tiles:      newTileFile(path + TilesSuffix),
 		ckDone:     make(chan struct{}),
 		prepared:   prepared,
 		wdb:        wdb,
@@ -286,15 +297,16 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	<-s.closed
 	<-s.ckDone
+	s.seg.close()
 	s.reads.Range(func(_, st any) bool {
 		st.(*sql.Stmt).Close()
 		return true
 	})
-	return errors.Join(s.ckdb.Close(), s.rdb.Close(), s.wdb.Close())
+	return errors.Join(s.tiles.close(), s.ckdb.Close(), s.rdb.Close(), s.wdb.Close())
 }
 
 // hotWrites are the statements every token grant or audit append runs.
-var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qRecordFamily, qSpendRefresh, qSequence, qInsertChunk, qLogSize, qAppendSeq, qPutTilePart)
+var hotWrites = append(qInsertReceipts[:], qInsertRefresh, qRecordFamily, qSpendRefresh, qSequence, qInsertChunk, qLogSize, qAppendSeq, qInsertExtent, qPutTilePart)
 
 // exec runs query in tx, through its prepared statement if it has one.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
@@ -373,22 +385,40 @@ var ErrClosed = errors.New("sqlite: store closed")
 // ending ctx must not interrupt the transaction it shares with others (and
 // a cancellable context costs the driver a goroutine per statement).
 func (s *Store) write(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	req := &writeReq{ctx: ctx, fn: fn, errc: make(chan error, 1)}
-	s.mu.RLock()
-	if s.closing {
-		s.mu.RUnlock()
-		return ErrClosed
-	}
-	select {
-	case s.writes <- req:
-		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return ctx.Err()
+	errc, err := s.queue(ctx, &writeReq{ctx: ctx, fn: fn})
+	if err != nil {
+		return err
 	}
 	// Once queued, the write is waited for even if ctx ends: the caller
 	// must learn whether it was committed.
-	return <-req.errc
+	return <-errc
+}
+
+// writeLazy is write for a lazy write (see writeReq): it returns once the
+// transaction is committed, but not necessarily synced.
+func (s *Store) writeLazy(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	errc, err := s.queue(ctx, &writeReq{ctx: ctx, fn: fn, lazy: true})
+	if err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// queue queues a write and returns the channel its outcome will be sent
+// on. Writes are committed in the order they were queued.
+func (s *Store) queue(ctx context.Context, req *writeReq) (<-chan error, error) {
+	req.errc = make(chan error, 1)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closing {
+		return nil, ErrClosed
+	}
+	select {
+	case s.writes <- req:
+		return req.errc, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *Store) writer() {
@@ -431,11 +461,37 @@ func (s *Store) writer() {
 // is rolled back and the batch runs again with a savepoint per write, so
 // that the failing write is undone alone.
 func (s *Store) commit(batch []*writeReq) {
+	lazy := true
+	for _, r := range batch {
+		lazy = lazy && r.lazy
+	}
+	if err := s.setSync(lazy); err != nil {
+		s.fail(batch, err)
+		return
+	}
 	errs := make([]error, len(batch))
 	if s.commitOptimistic(batch, errs) {
 		return
 	}
 	s.commitIsolated(batch, errs)
+}
+
+// setSync sets whether the writer's commits are synced: off (synchronous
+// NORMAL, which in WAL mode syncs the WAL only when checkpointing) for a
+// batch of lazy writes, on (FULL) otherwise.
+func (s *Store) setSync(lazy bool) error {
+	if lazy == s.lazy {
+		return nil
+	}
+	q := "PRAGMA synchronous = FULL"
+	if lazy {
+		q = "PRAGMA synchronous = NORMAL"
+	}
+	if _, err := s.wdb.ExecContext(context.Background(), q); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", q, err)
+	}
+	s.lazy = lazy
+	return nil
 }
 
 func (s *Store) fail(batch []*writeReq, err error) {

@@ -23,7 +23,7 @@ func partID(level uint8, index uint64, part uint8) int64 {
 const qPutTilePart = `INSERT INTO log_tile_parts (id, width, data) VALUES (?, ?, ?)
 	ON CONFLICT (id) DO UPDATE SET width = excluded.width, data = excluded.data WHERE excluded.width >= log_tile_parts.width`
 
-func (s *Store) putTiles(ctx context.Context, tx *sql.Tx, parts []store.TilePart) error {
+func (s *Store) putTileParts(ctx context.Context, tx *sql.Tx, parts []store.TilePart) error {
 	for _, p := range parts {
 		if p.Part > store.TopPart {
 			return fmt.Errorf("tile %d/%d: no part %d", p.Level, p.Index, p.Part)
@@ -38,8 +38,15 @@ func (s *Store) putTiles(ctx context.Context, tx *sql.Tx, parts []store.TilePart
 // PutTiles stores tile parts ahead of the integration step that covers
 // them, keeping the widest version of each. Parts beyond the integrated tree
 // are harmless: readers take from a tile only what a checkpoint covers.
+// The parts are durable once that integration step is (its commit syncs
+// the WAL up to it); a crash before then loses nothing the log cannot
+// derive again from its entries.
 func (s *Store) PutTiles(ctx context.Context, parts []store.TilePart) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.putTiles(ctx, tx, parts) })
+	rest, err := s.putFullTiles(ctx, parts)
+	if err != nil || len(rest) == 0 {
+		return err
+	}
+	return s.writeLazy(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.putTileParts(ctx, tx, rest) })
 }
 
 // TileParts returns the stored parts of the tile at level, index whose
@@ -49,6 +56,19 @@ func (s *Store) TileParts(ctx context.Context, level uint8, index uint64, parts 
 	if parts == 0 {
 		return nil, nil
 	}
+	if level == 0 {
+		if ps, ok, err := s.fileTileParts(ctx, index, parts); err != nil || ok {
+			return ps, err
+		}
+	}
+	ps, err := s.dbTileParts(ctx, level, index, parts)
+	if err == nil && len(ps) == 0 && level == 0 {
+		return s.checkedFileTileParts(ctx, index, parts)
+	}
+	return ps, err
+}
+
+func (s *Store) dbTileParts(ctx context.Context, level uint8, index uint64, parts uint16) ([]store.TilePart, error) {
 	// A point read for one or two parts (an inclusion proof's), a range
 	// read otherwise. At most nine small rows: not worth a cancellable
 	// context, which costs the driver a goroutine per query.

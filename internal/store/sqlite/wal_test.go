@@ -30,7 +30,8 @@ func TestWALStaysBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const n, size, writers = 1000, 256, 4
+	// Chunks small enough to be kept in the database, not a segment.
+	const n, size, writers = inlineBytes / (2 + 256), 256, 4
 	const target = 3 * walRestartSize
 	chunk := make([]byte, 0, n*(2+size))
 	for i := range n {
