@@ -228,7 +228,8 @@ func (s *Store) PruneLog(ctx context.Context, version, before uint64, ev []byte)
 	if err != nil {
 		return err
 	}
-	return s.tidySegments(ctx)
+	s.tidyAfterPrune(ctx)
+	return nil
 }
 
 // cutChunk replaces the chunk holding entries on both sides of before by

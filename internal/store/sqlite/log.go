@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/custos-dev/custos/auditlog"
 	"github.com/custos-dev/custos/internal/store"
@@ -47,7 +48,7 @@ const (
 	qLogSize   = `SELECT sequenced FROM log_state WHERE id = 1`
 	qAppendSeq = `UPDATE OR FAIL log_state SET sequenced = ? WHERE id = 1`
 	// qInsertExtent records entries stored in a segment file.
-	qInsertExtent = `INSERT OR FAIL INTO log_extents (first, count, segment, offset, length) VALUES (?, ?, ?, ?, ?)`
+	qInsertExtent = `INSERT OR FAIL INTO log_extents (first, count, segment, "offset", length) VALUES (?, ?, ?, ?, ?)`
 )
 
 // AppendChunk stores count entries (data is their concatenation, each with
@@ -161,6 +162,24 @@ func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
 // order, whether their bytes are in the database or in a segment file.
 // Chunks deleted by pruning are missing; the caller checks coverage.
 func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error) {
+	// A prune may cut or delete an extent, and wipe its bytes, between
+	// the query and the read of its segment: the query is then made
+	// again, and finds the extent cut or gone.
+	// On the last attempt an extent whose bytes do not split into its
+	// entries is returned as it is, for the caller to report damaged.
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		out, err := s.chunks(ctx, from, to, attempt == attempts)
+		if err == nil || attempt == attempts || !errors.Is(err, errExtentChanged) {
+			return out, err
+		}
+	}
+}
+
+// errExtentChanged: an extent's bytes could not be read as its entries.
+var errExtentChanged = errors.New("audit log: extent changed while read")
+
+func (s *Store) chunks(ctx context.Context, from, to uint64, last bool) ([]store.Chunk, error) {
 	rows, err := s.query(ctx, qChunks, int64(from), int64(to))
 	if err != nil {
 		return nil, err
@@ -194,9 +213,15 @@ func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, err
 	rows.Close()
 	// The segments are read once the read transaction is over.
 	for _, e := range extents {
-		if out[e.i].Data, err = s.seg.readExtent(e.id, e.off, e.length); err != nil {
-			return nil, err
+		c := &out[e.i]
+		data, err := s.seg.readExtent(e.id, e.off, e.length)
+		if err == nil && !last && checkChunk(c.Count, data) != nil {
+			err = fmt.Errorf("audit log: extent at %d does not hold its %d entries", c.First, c.Count)
 		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errExtentChanged, err)
+		}
+		c.Data = data
 	}
 	return out, nil
 }
@@ -206,7 +231,7 @@ func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, err
 const qChunks = `SELECT first, count, data, NULL, NULL, NULL FROM log_entries
 		WHERE first >= COALESCE((SELECT MAX(first) FROM log_entries WHERE first <= ?1), 0) AND first < ?2
 	UNION ALL
-	SELECT first, count, NULL, segment, offset, length FROM log_extents
+	SELECT first, count, NULL, segment, "offset", length FROM log_extents
 		WHERE first >= COALESCE((SELECT MAX(first) FROM log_extents WHERE first <= ?1), 0) AND first < ?2
 	ORDER BY first`
 
@@ -289,7 +314,16 @@ func (s *Store) PruneEntries(ctx context.Context, before uint64) error {
 	if err != nil {
 		return err
 	}
-	return s.tidySegments(ctx)
+	s.tidyAfterPrune(ctx)
+	return nil
+}
+
+// tidyAfterPrune tidies the segments after a committed prune. A failure
+// does not undo the prune: it is logged, and the next prune tries again.
+func (s *Store) tidyAfterPrune(ctx context.Context) {
+	if err := s.tidySegments(ctx); err != nil {
+		slog.Warn("audit log: pruned entries' bytes are still in segment files; the next prune tries again", "err", err)
+	}
 }
 
 // InsertNoteKey stores a new note-signing key; store.ErrConflict if one

@@ -30,7 +30,7 @@ func migratedTo(t *testing.T, version int64) (string, *sql.DB, *goose.Provider) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(splitTiles))
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(splitTiles, logFiles))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,5 +192,40 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "newer than this custos knows") {
 		t.Fatalf("opening a newer database: %v", err)
+	}
+}
+
+// TestMigrateDownKeepsLogFiles refuses to migrate below 15 once entries are
+// in segment files, and migrates down a log that has none.
+func TestMigrateDownKeepsLogFiles(t *testing.T) {
+	ctx := t.Context()
+	path, _, p := migratedTo(t, 15)
+	st, err := OpenFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.InitLog(ctx, "example.com/audit"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendChunk(ctx, 10, entries(0, 10, 100)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := p.DownTo(ctx, 14); err != nil {
+		t.Fatalf("migrating down a log with no segments: %v", err)
+	}
+	if _, err := p.UpTo(ctx, 15); err != nil {
+		t.Fatal(err)
+	}
+	st, err = OpenFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendChunk(ctx, 600, entries(10, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if _, err := p.DownTo(ctx, 14); err == nil || !strings.Contains(err.Error(), "would lose them") {
+		t.Fatalf("migrating down a log with entries in segments: %v", err)
 	}
 }

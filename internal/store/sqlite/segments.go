@@ -3,9 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -27,12 +29,14 @@ import (
 // names, and nothing acknowledged is lost.
 //
 // Each process that appends writes its own segment, locked (flock) for as
-// long as it is appended to, and starts a new one when it reaches
-// segmentMax or after a failed write. Appends from one process are
-// serialised through their commit, so within a segment the extents' offsets
-// grow with their indexes. Pruning deletes extents, punches out the bytes
-// below a segment's lowest remaining extent, and deletes a segment no extent
-// names once no process holds it.
+// long as it is appended to or has extents of it being committed, and starts
+// a new one when it reaches segmentMax or after a failed write, sync or
+// commit. An append's extents are queued for commit before the next append
+// from this process writes its bytes (the next one's write and sync overlap
+// this one's commit), so within a segment the extents' offsets grow with
+// their indexes. Pruning deletes extents, punches out the bytes below a
+// segment's lowest remaining extent, and deletes a segment no extent names
+// once no process holds it.
 const (
 	// inlineBytes is the largest commit kept in the database: a few
 	// events, where a second fsync would cost more than it saves.
@@ -42,31 +46,47 @@ const (
 	// segmentMinAge keeps pruning from deleting a segment so young that
 	// the process that registered it may not have created its file yet.
 	segmentMinAge = time.Hour
+	// maxReaders bounds the segment files a Store keeps open for reading;
+	// past it, a read opens and closes its file.
+	maxReaders = 16
 	// SegmentsSuffix names the segment directory: the database file's
 	// path with this suffix.
 	SegmentsSuffix = "-segments"
 )
 
-// segmentHeader begins every segment file; extents start after it.
-const segmentHeader = "custos-segment1\n"
+// A segment file begins with segmentMagic and its id (8 bytes, big-endian),
+// which a reader checks; extents start after it.
+const (
+	segmentMagic  = "custos-segment1\n"
+	segmentHeader = int64(len(segmentMagic) + 8)
+)
 
 // segments is a Store's segment files.
 type segments struct {
 	dir string
 
-	// mu serialises this process's segment appends, each through the
-	// commit of its extents, and pruning's clean-up.
+	// mu serialises this process's segment writes, each up to queueing
+	// its extents, and pruning's clean-up.
 	mu   sync.Mutex
 	cur  *os.File // the segment being appended to, locked; nil before the first
 	id   int64
 	size int64
-	// inflight holds the offsets in cur of appends whose extents are not
-	// yet committed (or failed), which pruning must leave alone.
-	inflight map[int64]bool
+	// inflight holds the appends, by segment and offset, whose extents
+	// are not yet committed (or failed): pruning leaves their bytes alone.
+	inflight map[segPos]bool
+	// retired holds abandoned segments with appends still in flight,
+	// kept open (so locked) until those are done.
+	retired map[int64]*os.File
+	// wiped holds, by segment, the offset below which pruning has
+	// already removed every byte.
+	wiped     map[int64]int64
+	dirSynced bool // the segment directory's own entry is durable
 
 	rmu     sync.Mutex
 	readers map[int64]*os.File
 }
+
+type segPos struct{ id, off int64 }
 
 func (g *segments) name(id int64) string {
 	return filepath.Join(g.dir, fmt.Sprintf("%016x.seg", id))
@@ -114,13 +134,32 @@ func (s *Store) appendSegment(ctx context.Context, count uint64, data []byte) (u
 		g.mu.Unlock()
 		return 0, err
 	}
-	g.inflight[off] = true
+	key := segPos{id, off}
+	g.inflight[key] = true
 	g.mu.Unlock()
 	err = <-errc
 	g.mu.Lock()
-	delete(g.inflight, off)
-	g.mu.Unlock()
+	defer g.mu.Unlock()
+	delete(g.inflight, key)
+	if err != nil && id == g.id {
+		// The commit may have failed because the segment is gone.
+		g.abandon()
+	}
+	if f := g.retired[id]; f != nil && !g.busy(id) {
+		f.Close()
+		delete(g.retired, id)
+	}
 	return first, err
+}
+
+// busy reports whether appends to segment id are in flight. g.mu is held.
+func (g *segments) busy(id int64) bool {
+	for k := range g.inflight {
+		if k.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // bundleSize is the number of entries in a full entry bundle.
@@ -168,15 +207,22 @@ func (s *Store) segmentWrite(ctx context.Context, data []byte) (id, off int64, e
 	return g.id, off, nil
 }
 
+// abandon stops appending to the current segment. It stays open, and so
+// locked, while appends to it are in flight. g.mu is held.
 func (g *segments) abandon() {
-	if g.cur != nil {
+	switch {
+	case g.cur == nil:
+	case g.busy(g.id):
+		g.retired[g.id] = g.cur
+	default:
 		g.cur.Close()
 	}
 	g.cur, g.id, g.size = nil, 0, 0
 }
 
 // startSegment registers a new segment and creates its file, locked and
-// durable (the directory entry too) before any extent can name it.
+// durable (its directory entry too) before any extent can name it. g.mu is
+// held.
 func (s *Store) startSegment(ctx context.Context) error {
 	g := &s.seg
 	var id int64
@@ -191,8 +237,14 @@ func (s *Store) startSegment(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(g.dir, 0o700); err != nil {
-		return fmt.Errorf("audit log: segments: %w", err)
+	if !g.dirSynced {
+		if err := os.MkdirAll(g.dir, 0o700); err != nil {
+			return fmt.Errorf("audit log: segments: %w", err)
+		}
+		if err := syncDir(filepath.Dir(g.dir)); err != nil {
+			return fmt.Errorf("audit log: segments: %w", err)
+		}
+		g.dirSynced = true
 	}
 	f, err := os.OpenFile(g.name(id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -200,7 +252,7 @@ func (s *Store) startSegment(ctx context.Context) error {
 	}
 	err = flock.TryLock(f)
 	if err == nil {
-		_, err = f.WriteAt([]byte(segmentHeader), 0)
+		_, err = f.WriteAt(binary.BigEndian.AppendUint64([]byte(segmentMagic), uint64(id)), 0)
 	}
 	if err == nil {
 		err = f.Sync()
@@ -212,8 +264,11 @@ func (s *Store) startSegment(ctx context.Context) error {
 		f.Close()
 		return fmt.Errorf("audit log: segment: %w", err)
 	}
-	g.cur, g.id, g.size = f, id, int64(len(segmentHeader))
-	g.inflight = make(map[int64]bool)
+	g.cur, g.id, g.size = f, id, segmentHeader
+	if g.inflight == nil {
+		g.inflight = make(map[segPos]bool)
+		g.retired = make(map[int64]*os.File)
+	}
 	return nil
 }
 
@@ -229,10 +284,11 @@ func syncDir(dir string) error {
 
 // readExtent returns length bytes at off in segment id.
 func (g *segments) readExtent(id, off, length int64) ([]byte, error) {
-	f, err := g.reader(id)
+	f, done, err := g.reader(id)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	b := make([]byte, length)
 	if _, err := f.ReadAt(b, off); err != nil {
 		if errors.Is(err, io.EOF) {
@@ -243,23 +299,36 @@ func (g *segments) readExtent(id, off, length int64) ([]byte, error) {
 	return b, nil
 }
 
-func (g *segments) reader(id int64) (*os.File, error) {
+// reader returns segment id's file, opened for reading and checked to be
+// that segment, and the function to call once the read is done.
+func (g *segments) reader(id int64) (*os.File, func(), error) {
 	g.rmu.Lock()
 	defer g.rmu.Unlock()
 	if f := g.readers[id]; f != nil {
-		return f, nil
+		return f, func() {}, nil
 	}
 	f, err := os.Open(g.name(id))
 	if err != nil {
-		return nil, fmt.Errorf("audit log: segment %d: %w", id, err)
+		return nil, nil, fmt.Errorf("audit log: segment %d: %w", id, err)
+	}
+	var h [segmentHeader]byte
+	if _, err := f.ReadAt(h[:], 0); err != nil || string(h[:len(segmentMagic)]) != segmentMagic ||
+		binary.BigEndian.Uint64(h[len(segmentMagic):]) != uint64(id) {
+		f.Close()
+		return nil, nil, fmt.Errorf("audit log: %s is not segment %d", g.name(id), id)
+	}
+	if len(g.readers) >= maxReaders {
+		return f, func() { f.Close() }, nil
 	}
 	if g.readers == nil {
 		g.readers = make(map[int64]*os.File)
 	}
 	g.readers[id] = f
-	return f, nil
+	return f, func() {}, nil
 }
 
+// dropReader closes the cached reader of segment id. A read under way on
+// it fails, and the caller reads again.
 func (g *segments) dropReader(id int64) {
 	g.rmu.Lock()
 	defer g.rmu.Unlock()
@@ -271,7 +340,14 @@ func (g *segments) dropReader(id int64) {
 
 func (g *segments) close() {
 	g.mu.Lock()
-	g.abandon()
+	if g.cur != nil {
+		g.cur.Close()
+	}
+	for id, f := range g.retired {
+		f.Close()
+		delete(g.retired, id)
+	}
+	g.cur, g.id, g.size = nil, 0, 0
 	g.mu.Unlock()
 	g.rmu.Lock()
 	for id, f := range g.readers {
@@ -284,11 +360,11 @@ func (g *segments) close() {
 // pruneExtents deletes, in tx, the extents wholly below before and cuts the
 // one that straddles it.
 func (s *Store) pruneExtents(ctx context.Context, tx *sql.Tx, before uint64) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM log_extents WHERE first + count <= ?`, int64(before)); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM log_extents WHERE first < ? AND first + count <= ?`, int64(before), int64(before)); err != nil {
 		return err
 	}
 	var first, count, id, off, length int64
-	err := tx.QueryRowContext(ctx, `SELECT first, count, segment, offset, length FROM log_extents WHERE first < ? AND first + count > ?`,
+	err := tx.QueryRowContext(ctx, `SELECT first, count, segment, "offset", length FROM log_extents WHERE first < ? AND first + count > ?`,
 		int64(before), int64(before)).Scan(&first, &count, &id, &off, &length)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
@@ -307,7 +383,7 @@ func (s *Store) pruneExtents(ctx context.Context, tx *sql.Tx, before uint64) err
 	if _, err := tx.ExecContext(ctx, `DELETE FROM log_extents WHERE first = ?`, first); err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO log_extents (first, count, segment, offset, length) VALUES (?, ?, ?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO log_extents (first, count, segment, "offset", length) VALUES (?, ?, ?, ?, ?)`,
 		int64(before), count-int64(before-uint64(first)), id, off+int64(skip), length-int64(skip))
 	return err
 }
@@ -327,7 +403,7 @@ func skipEntries(data []byte, n uint64) (int, error) {
 // tidySegments removes pruned bytes from segment files after a prune: in
 // each segment it punches out (or zeroes) everything below the lowest
 // remaining extent, and it deletes a segment no extent names once no
-// process holds it.
+// process holds it, and any segment file whose segment was deleted.
 func (s *Store) tidySegments(ctx context.Context) error {
 	g := &s.seg
 	g.mu.Lock()
@@ -340,31 +416,54 @@ func (s *Store) tidySegments(ctx context.Context) error {
 		var sg seg
 		err := r.Scan(&sg.id, &sg.created, &sg.low)
 		return sg, err
-	}, `SELECT id, created, (SELECT MIN(offset) FROM log_extents e WHERE e.segment = s.id) FROM log_segments s ORDER BY id`)
+	}, `SELECT id, created, (SELECT MIN("offset") FROM log_extents e WHERE e.segment = s.id) FROM log_segments s ORDER BY id`)
 	if err != nil {
 		return err
 	}
+	if g.wiped == nil {
+		g.wiped = make(map[int64]int64)
+	}
 	var errs []error
+	known := make(map[int64]bool)
+	var last int64
 	for _, sg := range segs {
-		if sg.id == g.id {
-			end := g.size
-			if sg.low.Valid {
-				end = sg.low.Int64
+		known[sg.id], last = true, sg.id
+		end := sg.low.Int64
+		if f := g.own(sg.id); f != nil {
+			// Ours: below its remaining extents and appends in flight.
+			if !sg.low.Valid {
+				end = g.size
+				if sg.id != g.id {
+					end = math.MaxInt64
+				}
 			}
-			for off := range g.inflight {
-				end = min(end, off)
+			for k := range g.inflight {
+				if k.id == sg.id {
+					end = min(end, k.off)
+				}
 			}
-			errs = append(errs, wipe(g.cur, int64(len(segmentHeader)), end))
+			errs = append(errs, g.wipe(f, sg.id, end))
 			continue
 		}
-		if sg.low.Valid {
-			errs = append(errs, s.wipeSegment(sg.id, sg.low.Int64))
+		switch {
+		case sg.low.Valid:
+			errs = append(errs, s.wipeSegment(sg.id, end))
+		case time.Since(tm(sg.created)) >= segmentMinAge:
+			errs = append(errs, s.removeSegment(ctx, sg.id))
+		}
+	}
+	// Files of deleted segments (a crash between deleting the row and the
+	// file). A segment registered since the query has a larger id.
+	files, err := os.ReadDir(g.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	for _, e := range files {
+		var id int64
+		if _, err := fmt.Sscanf(e.Name(), "%016x.seg", &id); err != nil || e.Name() != filepath.Base(g.name(id)) || known[id] || id > last {
 			continue
 		}
-		if time.Since(tm(sg.created)) < segmentMinAge {
-			continue
-		}
-		errs = append(errs, s.removeSegment(ctx, sg.id))
+		errs = append(errs, s.removeFile(id))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("audit log: tidy segments: %w", err)
@@ -372,8 +471,40 @@ func (s *Store) tidySegments(ctx context.Context) error {
 	return nil
 }
 
-// wipeSegment removes the bytes below end from another segment.
+// own returns the open file of segment id if this process holds it. g.mu
+// is held.
+func (g *segments) own(id int64) *os.File {
+	if g.cur != nil && id == g.id {
+		return g.cur
+	}
+	return g.retired[id]
+}
+
+// wipe removes the bytes of segment id's file f below end (to its end if
+// end is math.MaxInt64) unless that was done already. g.mu is held.
+func (g *segments) wipe(f *os.File, id, end int64) error {
+	if end == math.MaxInt64 {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		end = fi.Size()
+	}
+	if end <= max(g.wiped[id], segmentHeader) {
+		return nil
+	}
+	if err := wipe(f, max(g.wiped[id], segmentHeader), end); err != nil {
+		return err
+	}
+	g.wiped[id] = end
+	return nil
+}
+
+// wipeSegment removes the bytes below end from another process's segment.
 func (s *Store) wipeSegment(id, end int64) error {
+	if end <= max(s.seg.wiped[id], segmentHeader) {
+		return nil
+	}
 	f, err := os.OpenFile(s.seg.name(id), os.O_RDWR, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // deleted by another process's prune
@@ -382,14 +513,17 @@ func (s *Store) wipeSegment(id, end int64) error {
 		return err
 	}
 	defer f.Close()
-	return wipe(f, int64(len(segmentHeader)), end)
+	return s.seg.wipe(f, id, end)
 }
 
 // removeSegment deletes a segment no extent names, unless a process holds
-// it (and may be about to commit its first extent).
+// it (and may be about to commit its first extent): it wipes the file,
+// deletes the segment's row, then the file.
 func (s *Store) removeSegment(ctx context.Context, id int64) error {
-	name := s.seg.name(id)
-	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if !flock.Supported {
+		return nil // a holder cannot be told from a leftover here
+	}
+	f, err := os.OpenFile(s.seg.name(id), os.O_RDWR, 0)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -399,6 +533,9 @@ func (s *Store) removeSegment(ctx context.Context, id int64) error {
 		if err := flock.TryLock(f); errors.Is(err, flock.ErrHeld) {
 			return nil
 		} else if err != nil {
+			return err
+		}
+		if err := s.seg.wipe(f, id, math.MaxInt64); err != nil {
 			return err
 		}
 	}
@@ -415,11 +552,41 @@ func (s *Store) removeSegment(ctx context.Context, id int64) error {
 	if err != nil || deleted == 0 {
 		return err
 	}
-	s.seg.dropReader(id)
-	if err := os.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+	return s.seg.remove(id)
+}
+
+// remove deletes segment id's file, which the caller holds or knows no
+// process holds.
+func (g *segments) remove(id int64) error {
+	g.dropReader(id)
+	delete(g.wiped, id)
+	if err := os.Remove(g.name(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// removeFile deletes the file of a deleted segment, unless a process holds
+// it.
+func (s *Store) removeFile(id int64) error {
+	if !flock.Supported {
+		return nil
+	}
+	name := s.seg.name(id)
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := flock.TryLock(f); errors.Is(err, flock.ErrHeld) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	return s.seg.remove(id)
 }
 
 // wipe removes the bytes of f in [from, to), punching a hole where the

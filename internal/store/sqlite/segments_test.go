@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -191,8 +192,8 @@ func TestSegmentPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept := len(segmentHeader) + len(entries(0, 300, 100))
-	if !bytes.Equal(file[:len(segmentHeader)], []byte(segmentHeader)) || bytes.Count(file[len(segmentHeader):kept], []byte{0}) != kept-len(segmentHeader) {
+	kept := int(segmentHeader) + len(entries(0, 300, 100))
+	if !bytes.HasPrefix(file, []byte(segmentMagic)) || bytes.Count(file[segmentHeader:kept], []byte{0}) != kept-int(segmentHeader) {
 		t.Fatal("the pruned entries' bytes are still in the segment")
 	}
 	if !bytes.Equal(file[kept:], entries(300, 300, 100)) {
@@ -358,5 +359,132 @@ func TestTileFile(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(dir, FileName+TilesSuffix)); err != nil || fi.Size() != 3*fullTileBytes {
 		t.Fatalf("tile file: %v, %v; want %d bytes", fi.Size(), err, 3*fullTileBytes)
+	}
+}
+
+// TestSegmentIDsNotReused deletes the newest segment and checks that the
+// next one gets a new id, that a file left behind by a deleted segment is
+// removed, and that a reader refuses a file that is not the segment it
+// names.
+func TestSegmentIDsNotReused(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st := openLog(t, dir)
+	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	st.seg.mu.Lock()
+	st.seg.abandon()
+	st.seg.mu.Unlock()
+	if _, err := st.AppendChunk(ctx, 600, entries(600, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	integrate(t, st, 0, 1200)
+	if err := st.PruneEntries(ctx, 1200); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st = openLog(t, dir)
+	defer st.Close()
+	if _, err := st.wdb.ExecContext(ctx, `UPDATE log_segments SET created = ?`, ts(time.Now().Add(-2*segmentMinAge))); err != nil {
+		t.Fatal(err)
+	}
+	// A leftover file of segment 1 (its row deleted, the process gone).
+	if err := st.tidySegments(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(st.seg.name(1), []byte("left behind"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if first, err := st.AppendChunk(ctx, 600, entries(1200, 600, 100)); err != nil || first != 1200 {
+		t.Fatalf("AppendChunk = %d, %v", first, err)
+	}
+	if segs := rawQuery(t, st, `SELECT id FROM log_segments`); len(segs) != 1 || segs[0][0] != 3 {
+		t.Fatalf("segments %v after deleting 1 and 2, want [3]", segs)
+	}
+	if !bytes.Equal(readAll(t, st, 1200, 1800), entries(1200, 600, 100)) {
+		t.Fatal("entries in the new segment differ")
+	}
+	if err := st.tidySegments(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(st.seg.name(1)); !os.IsNotExist(err) {
+		t.Fatalf("the file of a deleted segment is still there: %v", err)
+	}
+	if _, err := st.seg.readExtent(2, segmentHeader, 10); err == nil {
+		t.Fatal("read a segment that was deleted")
+	}
+	// A file under another segment's name is refused.
+	if err := os.WriteFile(st.seg.name(9), binary.BigEndian.AppendUint64([]byte(segmentMagic), 3), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.seg.readExtent(9, segmentHeader, 0); err == nil {
+		t.Fatal("read segment 9 from a file that says it is segment 3")
+	}
+}
+
+// TestSegmentInFlight checks that an abandoned segment with an append in
+// flight stays open, and so locked, and that pruning leaves that append's
+// bytes alone, even when the next segment has an append at the same offset.
+func TestSegmentInFlight(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	st := openLog(t, dir)
+	defer st.Close()
+	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	integrate(t, st, 0, 600)
+	g := &st.seg
+	// An append to segment 1 at its end, its extents not yet committed.
+	g.mu.Lock()
+	pending := entries(600, 600, 100)
+	id, off, err := st.segmentWrite(ctx, pending)
+	if err != nil || id != 1 {
+		t.Fatalf("segmentWrite = %d, %v", id, err)
+	}
+	g.inflight[segPos{id, off}] = true
+	g.abandon()
+	g.mu.Unlock()
+	if g.retired[1] == nil {
+		t.Fatal("a segment with an append in flight was closed")
+	}
+	if err := st.PruneEntries(ctx, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AppendChunk(ctx, 600, entries(600, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.tidySegments(ctx); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(g.name(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data[off:], pending) {
+		t.Fatal("pruning wiped the bytes of an append in flight")
+	}
+	if bytes.Count(data[segmentHeader:off], []byte{0}) != int(off-segmentHeader) {
+		t.Fatal("pruning left the pruned entries' bytes")
+	}
+}
+
+// TestSegmentDamaged returns an extent whose bytes do not split into its
+// entries as it is, for the reader to report, rather than failing.
+func TestSegmentDamaged(t *testing.T) {
+	ctx := t.Context()
+	st := openLog(t, t.TempDir())
+	defer st.Close()
+	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.wdb.ExecContext(ctx, `UPDATE log_extents SET length = length - 1 WHERE first = 256`); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := st.Chunks(ctx, 256, 300)
+	if err != nil || len(cs) != 1 || checkChunk(cs[0].Count, cs[0].Data) == nil {
+		t.Fatalf("Chunks of a damaged extent = %d chunks, %v", len(cs), err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -22,9 +23,10 @@ import (
 // fixed places: level-0 tile i, from the log's tiles_from on, is the
 // fullTileBytes at (i - tiles_from) · fullTileBytes, its eight bottom parts
 // then its top part, exactly as store.SplitTile cuts a full tile. A full
-// tile never changes, so the file is written once, in large writes, and
-// synced before the integration step that covers its tiles is committed;
-// that commit deletes the tiles' growing versions from the database. The file is read for tiles wholly inside the integrated tree;
+// tile never changes (a retry writes the same bytes again), so it is
+// written in place, and the file is synced before the integration step
+// that covers its tiles is committed; that commit deletes the tiles'
+// growing versions from the database. The file is read for tiles wholly inside the integrated tree;
 // beyond it, a crash may have left a tile unwritten or torn (the log writes
 // it again when it integrates those entries again), so such a tile is read
 // from the database, or from the file only if its hashes check out.
@@ -43,8 +45,9 @@ const (
 type tileFile struct {
 	path string
 
-	mu sync.Mutex
-	f  *os.File // opened on first use; nil until then
+	mu     sync.Mutex
+	f      *os.File // opened on first use; nil until then
+	closed bool
 
 	// from is the log's tiles_from, and integrated the largest integrated
 	// size seen; both -1 until read.
@@ -69,15 +72,24 @@ func newTileFile(path string) *tileFile {
 func (t *tileFile) file(create bool) (*os.File, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, ErrClosed
+	}
 	if t.f != nil {
 		return t.f, nil
 	}
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE
+	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) && create {
+		// A new file's directory entry is made durable before any tile
+		// in it is relied on.
+		f, err = os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			if err = syncDir(filepath.Dir(t.path)); err != nil {
+				f.Close()
+			}
+		}
 	}
-	f, err := os.OpenFile(t.path, flag, 0o600)
-	if errors.Is(err, os.ErrNotExist) && !create {
+	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
@@ -90,6 +102,7 @@ func (t *tileFile) file(create bool) (*os.File, error) {
 func (t *tileFile) close() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.closed = true
 	if t.f == nil {
 		return nil
 	}
@@ -98,7 +111,7 @@ func (t *tileFile) close() error {
 	return err
 }
 
-// state returns the log's tiles_from and an integrated size, reading them
+// tileState returns the log's tiles_from and an integrated size, reading them
 // from the database if a tile at index might be integrated by now.
 func (s *Store) tileState(ctx context.Context, index uint64) (from, integrated int64, err error) {
 	t := s.tiles
