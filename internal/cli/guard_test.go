@@ -2,7 +2,9 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,9 +22,13 @@ import (
 	"github.com/custos-dev/custos/internal/spool"
 )
 
+// freeAddr returns a loopback address free to listen on, on an address of
+// its own in 127.0.0.0/8, so that a port another test (or process) binds on
+// 127.0.0.1 between this call and the listen cannot take it.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ip := fmt.Sprintf("127.%d.%d.%d", 1+rand.IntN(254), rand.IntN(256), 1+rand.IntN(254))
+	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
 		t.Fatal(err)
 	}

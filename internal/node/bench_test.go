@@ -470,7 +470,6 @@ func init() {
 	flag.IntVar(&guardParallelism, "guard-parallelism", guardParallelism, "BenchmarkGuardMiddleware's goroutines per GOMAXPROCS")
 }
 
-
 // BenchmarkGuardProxy compares, over loopback HTTP in the same run, a plain
 // httputil.ReverseProxy with no checks and the guard's proxy (custos guard)
 // in front of the same upstream: token verified (cached, receipt

@@ -346,25 +346,45 @@ func (l *Log) AppendAll(ctx context.Context, entries [][]byte) (uint64, error) {
 	return l.await(b, pos)
 }
 
-// commitDepth is how many batches may be committing at once: the store
-// can write the next batch's bytes while it commits the last one's.
+// commitDepth is how many batches may be committing at once: a store can
+// write a large batch's bytes while it commits the last one's.
 const commitDepth = 2
 
-// sequencer commits pending appends, up to commitDepth batches at a time.
+// overlapBytes is the smallest batch that starts committing while another
+// is: a smaller one would only add a commit (and its sync) behind the
+// other, where waiting for it lets the batch grow and share one.
+const overlapBytes = 16 << 10
+
+// sequencer commits pending appends, one batch at a time, or up to
+// commitDepth when they are large.
 func (l *Log) sequencer() {
 	defer close(l.seqDone)
-	slots := make(chan struct{}, commitDepth)
+	finished := make(chan struct{}, commitDepth)
+	inflight := 0
 	var committing sync.WaitGroup
 	defer committing.Wait()
 	for {
 		select {
 		case <-l.kick:
+		case <-finished:
+			inflight--
 		case <-l.stop:
 		}
-		slots <- struct{}{}
 		l.mu.Lock()
 		b := l.pending
 		n := b.n // b is ours only if it was swapped out here
+		if inflight > 0 && (inflight == commitDepth || len(b.buf) < overlapBytes) {
+			// Wait for a commit to end; appends arriving meanwhile
+			// join this batch.
+			l.mu.Unlock()
+			<-finished
+			inflight--
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+			continue
+		}
 		if n > 0 {
 			l.pending = newBatch()
 			if k := len(l.spare); k > 0 {
@@ -375,15 +395,14 @@ func (l *Log) sequencer() {
 		}
 		closed := l.closed
 		l.mu.Unlock()
-		if n == 0 {
-			<-slots
-		} else {
+		if n > 0 {
+			inflight++
 			committing.Go(func() {
 				l.commit(b)
 				l.mu.Lock()
 				l.spare = append(l.spare, b.buf) // the store keeps no reference to it
 				l.mu.Unlock()
-				<-slots
+				finished <- struct{}{}
 			})
 		}
 		if closed {

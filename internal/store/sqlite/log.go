@@ -162,68 +162,100 @@ func (s *Store) Sequence(ctx context.Context, c store.Chunk) error {
 // order, whether their bytes are in the database or in a segment file.
 // Chunks deleted by pruning are missing; the caller checks coverage.
 func (s *Store) Chunks(ctx context.Context, from, to uint64) ([]store.Chunk, error) {
-	// A prune may cut or delete an extent, and wipe its bytes, between
-	// the query and the read of its segment: the query is then made
-	// again, and finds the extent cut or gone.
-	// On the last attempt an extent whose bytes do not split into its
-	// entries is returned as it is, for the caller to report damaged.
+	// Segment bytes are read after the query's read transaction. A prune
+	// may cut or delete an extent in between, and wipe its bytes or delete
+	// its file; the extents are then looked up again, and read again if
+	// they changed. An extent still there after its bytes were read was
+	// there throughout, and pruning wipes only bytes no extent names.
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
-		out, err := s.chunks(ctx, from, to, attempt == attempts)
-		if err == nil || attempt == attempts || !errors.Is(err, errExtentChanged) {
+		out, changed, err := s.chunks(ctx, from, to)
+		if !changed || attempt == attempts {
+			if changed {
+				err = errors.New("audit log: extents kept changing while read")
+			}
 			return out, err
 		}
 	}
 }
 
-// errExtentChanged: an extent's bytes could not be read as its entries.
-var errExtentChanged = errors.New("audit log: extent changed while read")
-
-func (s *Store) chunks(ctx context.Context, from, to uint64, last bool) ([]store.Chunk, error) {
+func (s *Store) chunks(ctx context.Context, from, to uint64) (out []store.Chunk, changed bool, err error) {
 	rows, err := s.query(ctx, qChunks, int64(from), int64(to))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
-	type extent struct {
-		i               int
-		id, off, length int64
-	}
-	var out []store.Chunk
 	var extents []extent
 	for rows.Next() {
 		var c store.Chunk
 		var first, count int64
 		var id, off, length sql.NullInt64
 		if err := rows.Scan(&first, &count, &c.Data, &id, &off, &length); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		c.First, c.Count = uint64(first), uint64(count)
 		if c.First+c.Count <= from {
 			continue
 		}
 		if id.Valid {
-			extents = append(extents, extent{len(out), id.Int64, off.Int64, length.Int64})
+			extents = append(extents, extent{len(out), first, id.Int64, off.Int64, length.Int64})
 		}
 		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rows.Close()
-	// The segments are read once the read transaction is over.
-	for _, e := range extents {
-		c := &out[e.i]
-		data, err := s.seg.readExtent(e.id, e.off, e.length)
-		if err == nil && !last && checkChunk(c.Count, data) != nil {
-			err = fmt.Errorf("audit log: extent at %d does not hold its %d entries", c.First, c.Count)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errExtentChanged, err)
-		}
-		c.Data = data
+	if len(extents) == 0 {
+		return out, false, nil
 	}
-	return out, nil
+	var readErr error
+	for _, e := range extents {
+		if out[e.i].Data, readErr = s.seg.readExtent(e.id, e.off, e.length); readErr != nil {
+			break
+		}
+	}
+	same, err := s.extentsUnchanged(ctx, extents)
+	if err != nil {
+		return nil, false, err
+	}
+	if !same {
+		return nil, true, nil
+	}
+	return out, false, readErr
+}
+
+// extent is a log_extents row Chunks read, for chunk i of its result.
+type extent struct {
+	i                      int
+	first, id, off, length int64
+}
+
+// extentsUnchanged reports whether the extents are all still stored as
+// they were read.
+func (s *Store) extentsUnchanged(ctx context.Context, extents []extent) (bool, error) {
+	rows, err := s.query(ctx, `SELECT first, segment, "offset", length FROM log_extents WHERE first >= ? AND first <= ? ORDER BY first`,
+		extents[0].first, extents[len(extents)-1].first)
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		var e extent
+		if err := rows.Scan(&e.first, &e.id, &e.off, &e.length); err != nil {
+			return false, err
+		}
+		if i >= len(extents) {
+			break // one appended since is not one changed
+		}
+		w := extents[i]
+		if e.first != w.first || e.id != w.id || e.off != w.off || e.length != w.length {
+			return false, nil
+		}
+		i++
+	}
+	return i == len(extents), rows.Err()
 }
 
 // qChunks reads the chunks and extents from the one holding from (the last

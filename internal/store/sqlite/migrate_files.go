@@ -22,8 +22,9 @@ import (
 //   - full level-0 tiles from log_state.tiles_from on go to the tile file;
 //     earlier ones stay in log_tile_parts.
 //
-// Migrating down is refused once the files hold anything: their entries
-// and tiles would be lost.
+// Migrating down is refused once the files hold anything, or a segment
+// was ever started: their entries and tiles would be lost, and the ids of
+// segment files left behind used again.
 var logFiles = goose.NewGoMigration(15, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 	for _, q := range []string{
 		`CREATE TABLE log_segments (
@@ -48,7 +49,7 @@ var logFiles = goose.NewGoMigration(15, &goose.GoFunc{RunTx: func(ctx context.Co
 	return nil
 }}, &goose.GoFunc{RunTx: func(ctx context.Context, tx *sql.Tx) error {
 	var inFiles int
-	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM log_extents) +
+	err := tx.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM log_segments) +
 		(SELECT COUNT(*) FROM log_state WHERE integrated / 256 > tiles_from)`).Scan(&inFiles)
 	if err != nil {
 		return err

@@ -84,6 +84,7 @@ type segments struct {
 
 	rmu     sync.Mutex
 	readers map[int64]*os.File
+	closed  bool // no reader is kept open after close
 }
 
 type segPos struct{ id, off int64 }
@@ -317,7 +318,7 @@ func (g *segments) reader(id int64) (*os.File, func(), error) {
 		f.Close()
 		return nil, nil, fmt.Errorf("audit log: %s is not segment %d", g.name(id), id)
 	}
-	if len(g.readers) >= maxReaders {
+	if len(g.readers) >= maxReaders || g.closed {
 		return f, func() { f.Close() }, nil
 	}
 	if g.readers == nil {
@@ -350,6 +351,7 @@ func (g *segments) close() {
 	g.cur, g.id, g.size = nil, 0, 0
 	g.mu.Unlock()
 	g.rmu.Lock()
+	g.closed = true
 	for id, f := range g.readers {
 		f.Close()
 		delete(g.readers, id)
@@ -518,7 +520,9 @@ func (s *Store) wipeSegment(id, end int64) error {
 
 // removeSegment deletes a segment no extent names, unless a process holds
 // it (and may be about to commit its first extent): it wipes the file,
-// deletes the segment's row, then the file.
+// deletes the segment's row, then the file. No extent can name it once it
+// is wiped: only its holder adds extents, and it holds the lock while
+// any are being committed.
 func (s *Store) removeSegment(ctx context.Context, id int64) error {
 	if !flock.Supported {
 		return nil // a holder cannot be told from a leftover here
@@ -539,7 +543,7 @@ func (s *Store) removeSegment(ctx context.Context, id int64) error {
 			return err
 		}
 	}
-	// An extent committed since the caller looked keeps the segment.
+	// The row goes only if no extent names it (a check, given the lock).
 	var deleted int64
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM log_segments WHERE id = ? AND NOT EXISTS (SELECT 1 FROM log_extents WHERE segment = ?)`, id, id)

@@ -78,19 +78,20 @@ func (t *tileFile) file(create bool) (*os.File, error) {
 	if t.f != nil {
 		return t.f, nil
 	}
-	f, err := os.OpenFile(t.path, os.O_RDWR, 0)
-	if errors.Is(err, os.ErrNotExist) && create {
-		// A new file's directory entry is made durable before any tile
-		// in it is relied on.
-		f, err = os.OpenFile(t.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			if err = syncDir(filepath.Dir(t.path)); err != nil {
-				f.Close()
-			}
-		}
+	flag := os.O_RDWR
+	if create {
+		flag |= os.O_CREATE
 	}
+	f, err := os.OpenFile(t.path, flag, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
+	}
+	if err == nil {
+		// Whoever created the file, its directory entry is durable before
+		// this process relies on a tile in it.
+		if err = syncDir(filepath.Dir(t.path)); err != nil {
+			f.Close()
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("audit log: tile file: %w", err)
