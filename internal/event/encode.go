@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -84,6 +85,112 @@ func Marshal(e Event) ([]byte, error) { return Append(nil, e) }
 // Append appends the canonical encoding of e to dst, like Marshal. On error
 // it returns dst unchanged.
 func Append(dst []byte, e Event) ([]byte, error) {
+	var arr [24]Field
+	fields := arr[:0]
+	for k, v := range e.Fields {
+		f, err := fieldOf(k, v)
+		if err != nil {
+			return dst, err
+		}
+		fields = append(fields, f)
+	}
+	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
+	e.Fields = nil
+	return appendEvent(dst, e, fields)
+}
+
+// Field is one of an event's fields given as a list, to AppendList: a
+// string, an integer or a boolean (see String, Int and Bool).
+type Field struct {
+	Key  string
+	kind fieldKind
+	str  string
+	n    int64
+}
+
+type fieldKind uint8
+
+const (
+	kindString fieldKind = iota
+	kindInt
+	kindBool
+)
+
+// String, Int and Bool make fields.
+func String(key, v string) Field    { return Field{Key: key, kind: kindString, str: v} }
+func Int(key string, v int64) Field { return Field{Key: key, kind: kindInt, n: v} }
+func Bool(key string, v bool) Field {
+	f := Field{Key: key, kind: kindBool}
+	if v {
+		f.n = 1
+	}
+	return f
+}
+
+// AppendList is Append for an event whose fields are given as a list, in
+// ascending order of key, rather than in e.Fields (which must be empty):
+// the same encoding, without building and sorting a map. It fails like
+// Marshal, and with an *InvalidError if the keys are not in ascending order
+// or e.Fields is not empty.
+func AppendList(dst []byte, e Event, fields ...Field) ([]byte, error) {
+	if len(e.Fields) > 0 {
+		return dst, invalid("fields", "given both as a map and as a list")
+	}
+	for i := 1; i < len(fields); i++ {
+		if fields[i-1].Key >= fields[i].Key {
+			return dst, invalidField(fields[i].Key, "not after "+fields[i-1].Key+": keys must be unique and in ascending order")
+		}
+	}
+	return appendEvent(dst, e, fields)
+}
+
+// fieldOf converts the field value v under key k.
+func fieldOf(k string, v any) (Field, error) {
+	switch v := v.(type) {
+	case string:
+		return String(k, v), nil
+	case bool:
+		return Bool(k, v), nil
+	case int:
+		return Int(k, int64(v)), nil
+	case int8:
+		return Int(k, int64(v)), nil
+	case int16:
+		return Int(k, int64(v)), nil
+	case int32:
+		return Int(k, int64(v)), nil
+	case int64:
+		return Int(k, v), nil
+	case uint8:
+		return Int(k, int64(v)), nil
+	case uint16:
+		return Int(k, int64(v)), nil
+	case uint32:
+		return Int(k, int64(v)), nil
+	case uint:
+		if uint64(v) > MaxSafeInt {
+			return Field{}, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
+		}
+		return Int(k, int64(v)), nil
+	case uint64:
+		if v > MaxSafeInt {
+			return Field{}, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
+		}
+		return Int(k, int64(v)), nil
+	case nil:
+		return Field{}, invalidField(k, "value is nil; use a string, boolean or integer")
+	case float32, float64:
+		return Field{}, invalidField(k, fmt.Sprintf("floating-point value %v is not allowed; use an integer or a string", v))
+	case map[string]any, []any, map[string]string, []string:
+		return Field{}, invalidField(k, fmt.Sprintf("nested value of type %T is not allowed", v))
+	default:
+		return Field{}, invalidField(k, fmt.Sprintf("value of type %T is not allowed; use a string, boolean or integer", v))
+	}
+}
+
+// appendEvent appends e's encoding with fields, sorted by key, as its
+// fields.
+func appendEvent(dst []byte, e Event, fields []Field) ([]byte, error) {
 	start := len(dst)
 	if e.ID == "" {
 		return dst, invalid("id", "is empty (use NewID)")
@@ -102,11 +209,8 @@ func Append(dst []byte, e Event) ([]byte, error) {
 		return dst, invalid("type", fmt.Sprintf("%q does not match [a-z0-9_]{1,64}", e.Type))
 	}
 
-	// Collect the field keys and measure: lower is exact but for escapes
-	// and integers, counted at one digit; size counts integers at their
-	// widest.
-	var keyArr [24]string
-	keys := keyArr[:0]
+	// Measure: lower is exact but for escapes and integers, counted at
+	// one digit; size counts integers at their widest.
 	lower := len(`{"v":1,"id":"","time":"2006-01-02T15:04:05.000000Z","class":"","type":""}`) +
 		len(e.ID) + len(e.Class) + len(e.Type)
 	const intWidth = len("-9007199254740991")
@@ -119,15 +223,14 @@ func Append(dst []byte, e Event) ([]byte, error) {
 			lower += len(m.name) + len(m.val) + 2
 		}
 	}
-	if len(e.Fields) > 0 {
+	if len(fields) > 0 {
 		lower += len(`,"fields":{}`) - len(",") // the first key has no comma
-		for k, v := range e.Fields {
-			keys = append(keys, k)
-			lower += len(k) + len(`,"":`)
-			switch v := v.(type) {
-			case string:
-				lower += len(v) + 2
-			case bool:
+		for _, f := range fields {
+			lower += len(f.Key) + len(`,"":`)
+			switch f.kind {
+			case kindString:
+				lower += len(f.str) + 2
+			case kindBool:
 				lower += len("true")
 			default:
 				lower++
@@ -161,22 +264,30 @@ func Append(dst []byte, e Event) ([]byte, error) {
 			return dst, invalid(m.name[2:len(m.name)-2], "is not valid UTF-8")
 		}
 	}
-	if len(keys) > 0 {
-		slices.Sort(keys)
+	if len(fields) > 0 {
 		b = append(b, `,"fields":{`...)
-		for i, k := range keys {
-			if !isName(k) {
-				return dst, invalidField(k, "key does not match [a-z0-9_]{1,64}")
+		for i, f := range fields {
+			if !isName(f.Key) {
+				return dst, invalidField(f.Key, "key does not match [a-z0-9_]{1,64}")
 			}
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, '"')
-			b = append(b, k...)
+			b = append(b, f.Key...)
 			b = append(b, '"', ':')
-			var err error
-			if b, err = appendValue(b, k, e.Fields[k]); err != nil {
-				return dst, err
+			switch f.kind {
+			case kindString:
+				if b, ok = appendString(b, f.str); !ok {
+					return dst, invalidField(f.Key, "string is not valid UTF-8")
+				}
+			case kindBool:
+				b = strconv.AppendBool(b, f.n != 0)
+			default:
+				if f.n > MaxSafeInt || f.n < -MaxSafeInt {
+					return dst, invalidField(f.Key, fmt.Sprintf("integer %d outside ±(2^53-1)", f.n))
+				}
+				b = strconv.AppendInt(b, f.n, 10)
 			}
 		}
 		b = append(b, '}')
@@ -186,59 +297,6 @@ func Append(dst []byte, e Event) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %d bytes", ErrTooLarge, n)
 	}
 	return b, nil
-}
-
-// appendValue appends the encoding of the field value v under key k.
-func appendValue(b []byte, k string, v any) ([]byte, error) {
-	var n int64
-	switch v := v.(type) {
-	case string:
-		b, ok := appendString(b, v)
-		if !ok {
-			return b, invalidField(k, "string is not valid UTF-8")
-		}
-		return b, nil
-	case bool:
-		return strconv.AppendBool(b, v), nil
-	case int:
-		n = int64(v)
-	case int8:
-		n = int64(v)
-	case int16:
-		n = int64(v)
-	case int32:
-		n = int64(v)
-	case int64:
-		n = v
-	case uint8:
-		n = int64(v)
-	case uint16:
-		n = int64(v)
-	case uint32:
-		n = int64(v)
-	case uint:
-		if uint64(v) > MaxSafeInt {
-			return b, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
-		}
-		n = int64(v)
-	case uint64:
-		if v > MaxSafeInt {
-			return b, invalidField(k, fmt.Sprintf("integer %d exceeds 2^53-1", v))
-		}
-		n = int64(v)
-	case nil:
-		return b, invalidField(k, "value is nil; use a string, boolean or integer")
-	case float32, float64:
-		return b, invalidField(k, fmt.Sprintf("floating-point value %v is not allowed; use an integer or a string", v))
-	case map[string]any, []any, map[string]string, []string:
-		return b, invalidField(k, fmt.Sprintf("nested value of type %T is not allowed", v))
-	default:
-		return b, invalidField(k, fmt.Sprintf("value of type %T is not allowed; use a string, boolean or integer", v))
-	}
-	if n > MaxSafeInt || n < -MaxSafeInt {
-		return b, invalidField(k, fmt.Sprintf("integer %d outside ±(2^53-1)", n))
-	}
-	return strconv.AppendInt(b, n, 10), nil
 }
 
 // isName reports whether s matches [a-z0-9_]{1,64}.

@@ -420,3 +420,39 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestAppendList checks that fields given as a list encode exactly as the
+// same fields given as a map, and that a list out of order is refused.
+func TestAppendList(t *testing.T) {
+	e := tokenIssued()
+	e.Fields = map[string]any{"a_bool": false, "count": int64(42), "empty": "", "neg": int64(-MaxSafe), "text": "é\u2028\"x\"", "zz": true}
+	list := []event.Field{event.Bool("a_bool", false), event.Int("count", 42), event.String("empty", ""), event.Int("neg", -MaxSafe),
+		event.String("text", "é\u2028\"x\""), event.Bool("zz", true)}
+	want, err := event.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noFields := e
+	noFields.Fields = nil
+	got, err := event.AppendList(nil, noFields, list...)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("AppendList = %s, %v\nwant %s", got, err, want)
+	}
+	for _, bad := range [][]event.Field{
+		{event.Int("b", 1), event.Int("a", 2)},
+		{event.Int("a", 1), event.Int("a", 2)},
+		{event.String("a", "\xff")},
+		{event.Int("a", MaxSafe+1)},
+		{event.String("A", "x")},
+	} {
+		if _, err := event.AppendList(nil, noFields, bad...); !errors.Is(err, event.ErrInvalid) {
+			t.Errorf("AppendList(%v) = %v, want ErrInvalid", bad, err)
+		}
+	}
+	if _, err := event.AppendList(nil, e, list...); !errors.Is(err, event.ErrInvalid) {
+		t.Errorf("AppendList with a field map too = %v, want ErrInvalid", err)
+	}
+}
+
+// MaxSafe is event.MaxSafeInt as an int64.
+const MaxSafe = int64(event.MaxSafeInt)

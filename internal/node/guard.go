@@ -116,7 +116,7 @@ type spoolingRecorder struct {
 }
 
 func (r *spoolingRecorder) Record(ctx context.Context, a guard.Access) error {
-	entry, err := r.audit.Encode(audit.AccessEvent(a))
+	entry, err := r.audit.EncodeAccess(a)
 	if err != nil {
 		return err
 	}
