@@ -16,7 +16,7 @@ func TestEncodeAccessSameBytes(t *testing.T) {
 	at := time.Date(2026, 5, 23, 9, 30, 0, 123456000, time.UTC)
 	now := func() time.Time { return at.Add(time.Hour) }
 	for name, a := range map[string]guard.Access{
-		"forwarded": {Time: at, Outcome: guard.Forwarded, Mode: guard.Enforce, Method: "GET", Route: "GET /me/orders",
+		"forwarded": {Time: at, Outcome: guard.Forwarded, Mode: guard.Enforce, Method: "GET", Route: "GET /me/orders", Path: "/me/orders",
 			Subject: "acc_1", DataSubject: "acc_1", ClientID: "shop", ClientIP: "192.0.2.7", JTI: "j1", KeyID: "k1",
 			SessionID: "s1", UserAgent: "Mozilla/5.0 \"x\"", Data: []guard.Category{"name", "address"}, Status: 200, Size: 512},
 		"staff": {Time: at, Outcome: guard.Forwarded, Method: "GET", Route: "GET /customers/{id}/orders", Subject: "support",

@@ -90,12 +90,14 @@ func Append(dst []byte, e Event) ([]byte, error) {
 	for k, v := range e.Fields {
 		f, err := fieldOf(k, v)
 		if err != nil {
-			return dst, err
+			// Reported in its place among the fields, so that which
+			// of several problems is reported does not depend on the
+			// map's order.
+			f = Field{Key: k, kind: kindInvalid}
 		}
 		fields = append(fields, f)
 	}
 	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
-	e.Fields = nil
 	return appendEvent(dst, e, fields)
 }
 
@@ -114,6 +116,7 @@ const (
 	kindString fieldKind = iota
 	kindInt
 	kindBool
+	kindInvalid // a map value Append cannot encode; its error comes from fieldOf
 )
 
 // String, Int and Bool make fields.
@@ -136,9 +139,12 @@ func AppendList(dst []byte, e Event, fields ...Field) ([]byte, error) {
 	if len(e.Fields) > 0 {
 		return dst, invalid("fields", "given both as a map and as a list")
 	}
-	for i := 1; i < len(fields); i++ {
-		if fields[i-1].Key >= fields[i].Key {
-			return dst, invalidField(fields[i].Key, "not after "+fields[i-1].Key+": keys must be unique and in ascending order")
+	for i, f := range fields {
+		if f.kind == kindInvalid {
+			return dst, invalidField(f.Key, "not made by String, Int or Bool")
+		}
+		if i > 0 && fields[i-1].Key >= f.Key {
+			return dst, invalidField(f.Key, "not after "+fields[i-1].Key+": keys must be unique and in ascending order")
 		}
 	}
 	return appendEvent(dst, e, fields)
@@ -189,7 +195,7 @@ func fieldOf(k string, v any) (Field, error) {
 }
 
 // appendEvent appends e's encoding with fields, sorted by key, as its
-// fields.
+// fields; e.Fields holds the values of those of kind kindInvalid.
 func appendEvent(dst []byte, e Event, fields []Field) ([]byte, error) {
 	start := len(dst)
 	if e.ID == "" {
@@ -283,6 +289,9 @@ func appendEvent(dst []byte, e Event, fields []Field) ([]byte, error) {
 				}
 			case kindBool:
 				b = strconv.AppendBool(b, f.n != 0)
+			case kindInvalid:
+				_, err := fieldOf(f.Key, e.Fields[f.Key])
+				return dst, err
 			default:
 				if f.n > MaxSafeInt || f.n < -MaxSafeInt {
 					return dst, invalidField(f.Key, fmt.Sprintf("integer %d outside ±(2^53-1)", f.n))

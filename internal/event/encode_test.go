@@ -459,3 +459,49 @@ func TestAppendList(t *testing.T) {
 
 // MaxSafe is event.MaxSafeInt as an int64.
 const MaxSafe = int64(event.MaxSafeInt)
+
+// TestMarshalFirstProblem checks which of several problems Marshal reports:
+// always the same one, the first in the encoding's order, whatever the
+// order a map of fields is walked in.
+func TestMarshalFirstProblem(t *testing.T) {
+	base := tokenIssued()
+	for _, c := range []struct {
+		name   string
+		edit   func(e *event.Event)
+		member string
+		key    string
+		large  bool
+	}{
+		{"empty id, float field", func(e *event.Event) { e.ID = ""; e.Fields = map[string]any{"a": 1.5} }, "id", "", false},
+		{"bad key before a float", func(e *event.Event) { e.Fields = map[string]any{"A": "x", "b": 1.5} }, "fields", "A", false},
+		{"too large, float field", func(e *event.Event) {
+			e.Fields = map[string]any{"a": strings.Repeat("x", event.MaxSize), "b": 1.5}
+		}, "", "", true},
+		{"four bad values", func(e *event.Event) {
+			e.Fields = map[string]any{"a": 1.5, "b": nil, "c": []any{}, "d": uint64(1 << 60)}
+		}, "fields", "a", false},
+	} {
+		e := base
+		c.edit(&e)
+		var first error
+		for range 50 {
+			_, err := event.Marshal(e)
+			if first == nil {
+				first = err
+			}
+			if err == nil || err.Error() != first.Error() {
+				t.Fatalf("%s: %v, then %v", c.name, first, err)
+			}
+		}
+		if c.large {
+			if !errors.Is(first, event.ErrTooLarge) {
+				t.Errorf("%s: %v, want ErrTooLarge", c.name, first)
+			}
+			continue
+		}
+		var ie *event.InvalidError
+		if !errors.As(first, &ie) || ie.Member != c.member || ie.Key != c.key {
+			t.Errorf("%s: %v, want a problem with %s %q", c.name, first, c.member, c.key)
+		}
+	}
+}

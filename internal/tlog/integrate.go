@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"time"
 
@@ -144,9 +145,12 @@ func (l *Log) extend(ctx context.Context, hashes []auditlog.Hash) error {
 			visitErr = l.setNode(id, auditlog.Hash(h))
 		}
 	}
-	for _, h := range hashes {
+	for i, h := range hashes {
 		if err := l.rng.Append(h[:], visit); err != nil {
 			return l.fail(ctx, err)
+		}
+		if i%512 == 511 {
+			runtime.Gosched()
 		}
 	}
 	if visitErr != nil {
