@@ -274,9 +274,6 @@ func (s *Store) Integrate(ctx context.Context, from uint64, in store.Integration
 	if err != nil {
 		return err
 	}
-	if err := s.syncTiles(); err != nil {
-		return err
-	}
 	full := s.tiles.takeFull()
 	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE log_state SET integrated = ?, checkpoint = ? WHERE id = 1 AND integrated = ? AND sequenced >= ?`,

@@ -11,7 +11,3 @@ import (
 func punchHole(f *os.File, off, n int64) error {
 	return errors.New("punching holes is not supported")
 }
-
-// startWriteback does nothing here: the sync before the integration does
-// all the writing.
-func startWriteback(f *os.File, off, n int64) {}

@@ -54,12 +54,10 @@ type tileFile struct {
 	from       atomic.Int64
 	integrated atomic.Int64
 
-	// unsynced holds the level-0 tiles written to the file since its last
-	// sync, and full those the file durably holds whose growing versions
-	// are still in the database.
-	fmu      sync.Mutex
-	unsynced []uint64
-	full     []uint64
+	// full holds the level-0 tiles written to the file whose growing
+	// versions are still in the database.
+	fmu  sync.Mutex
+	full []uint64
 }
 
 func newTileFile(path string) *tileFile {
@@ -171,11 +169,10 @@ func (s *Store) fullTile(ctx context.Context, parts []store.TilePart) ([]store.T
 	return parts, nil
 }
 
-// putFullTiles writes the whole level-0 tiles among parts to the tile file
-// and returns the other parts. The writes are made durable by syncTiles
-// before the integration that covers them; on Linux their write-back starts
-// at once, so that sync has little left to do. It runs in its caller's
-// goroutine, not the writer's.
+// putFullTiles writes the whole level-0 tiles among parts to the tile file,
+// syncs it, and returns the other parts. It runs in its caller's goroutine,
+// not the writer's: a sync of many tiles takes long enough to hold up every
+// commit behind it.
 func (s *Store) putFullTiles(ctx context.Context, parts []store.TilePart) ([]store.TilePart, error) {
 	var rest []store.TilePart
 	var written []uint64
@@ -203,43 +200,25 @@ func (s *Store) putFullTiles(ctx context.Context, parts []store.TilePart) ([]sto
 			buf = append(buf, p.Data...)
 		}
 		index := tile[0].Index
-		off := int64(index-uint64(s.tiles.from.Load())) * fullTileBytes
-		if _, err := f.WriteAt(buf, off); err != nil {
+		if _, err := f.WriteAt(buf, int64(index-uint64(s.tiles.from.Load()))*fullTileBytes); err != nil {
 			return nil, fmt.Errorf("audit log: tile file: %w", err)
 		}
-		startWriteback(f, off, int64(len(buf)))
 		written = append(written, index)
 		parts = parts[n:]
 	}
-	s.tiles.fmu.Lock()
-	s.tiles.unsynced = append(s.tiles.unsynced, written...)
-	s.tiles.fmu.Unlock()
+	if len(written) > 0 {
+		f, err := s.tiles.file(true)
+		if err == nil {
+			err = f.Sync()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("audit log: tile file: %w", err)
+		}
+		s.tiles.fmu.Lock()
+		s.tiles.full = append(s.tiles.full, written...)
+		s.tiles.fmu.Unlock()
+	}
 	return rest, nil
-}
-
-// syncTiles makes the tiles written to the tile file durable. Integrate
-// calls it, in its caller's goroutine, before it commits.
-func (s *Store) syncTiles() error {
-	t := s.tiles
-	t.fmu.Lock()
-	written := t.unsynced
-	t.unsynced = nil
-	t.fmu.Unlock()
-	if len(written) == 0 {
-		return nil
-	}
-	f, err := t.file(true)
-	if err == nil {
-		err = f.Sync()
-	}
-	t.fmu.Lock()
-	defer t.fmu.Unlock()
-	if err != nil {
-		t.unsynced = append(t.unsynced, written...)
-		return fmt.Errorf("audit log: tile file: %w", err)
-	}
-	t.full = append(t.full, written...)
-	return nil
 }
 
 // takeFull returns the tiles the tile file durably holds whose growing
