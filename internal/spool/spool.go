@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/custos-dev/custos/internal/durable"
 	"github.com/custos-dev/custos/internal/flock"
 )
 
@@ -535,19 +536,10 @@ func writeState(dir string, st state) error {
 		err = os.Rename(tmp, filepath.Join(dir, "state"))
 	}
 	if err == nil {
-		err = syncDir(dir)
+		err = durable.SyncDir(dir)
 	}
 	if err != nil {
 		return fmt.Errorf("spool: write state: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

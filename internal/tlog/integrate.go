@@ -14,6 +14,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/custos-dev/custos/auditlog"
+	"github.com/custos-dev/custos/internal/durable"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -406,10 +407,5 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(dir)
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/custos-dev/custos/internal/durable"
 	"github.com/custos-dev/custos/internal/flock"
 )
 
@@ -242,7 +243,7 @@ func (s *Store) startSegment(ctx context.Context) error {
 		if err := os.MkdirAll(g.dir, 0o700); err != nil {
 			return fmt.Errorf("audit log: segments: %w", err)
 		}
-		if err := syncDir(filepath.Dir(g.dir)); err != nil {
+		if err := durable.SyncDir(filepath.Dir(g.dir)); err != nil {
 			return fmt.Errorf("audit log: segments: %w", err)
 		}
 		g.dirSynced = true
@@ -259,7 +260,7 @@ func (s *Store) startSegment(ctx context.Context) error {
 		err = f.Sync()
 	}
 	if err == nil {
-		err = syncDir(g.dir)
+		err = durable.SyncDir(g.dir)
 	}
 	if err != nil {
 		f.Close()
@@ -271,16 +272,6 @@ func (s *Store) startSegment(ctx context.Context) error {
 		g.retired = make(map[int64]*os.File)
 	}
 	return nil
-}
-
-// syncDir makes the directory's entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // readExtent returns length bytes at off in segment id.

@@ -211,12 +211,7 @@ func TestSegmentPrune(t *testing.T) {
 	st.Close()
 	st = openLog(t, dir)
 	defer st.Close()
-	if _, err := st.wdb.ExecContext(ctx, `UPDATE log_segments SET created = ?`, ts(time.Now().Add(-2*segmentMinAge))); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.tidySegments(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tidyAged(t, st)
 	if _, err := os.Stat(seg); !os.IsNotExist(err) {
 		t.Fatalf("a segment nothing names is still there: %v", err)
 	}
@@ -232,29 +227,40 @@ func TestSegmentHeldByAnother(t *testing.T) {
 	dir := t.TempDir()
 	writer := openLog(t, dir)
 	defer writer.Close()
-	if _, err := writer.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, writer, 0, 600)
 	integrate(t, writer, 0, 600)
 	other := openLog(t, dir)
 	defer other.Close()
 	if err := other.PruneEntries(ctx, 600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := other.wdb.ExecContext(ctx, `UPDATE log_segments SET created = ?`, ts(time.Now().Add(-2*segmentMinAge))); err != nil {
-		t.Fatal(err)
-	}
-	if err := other.tidySegments(ctx); err != nil {
-		t.Fatal(err)
-	}
+	tidyAged(t, other)
 	if _, err := os.Stat(writer.seg.name(1)); err != nil {
 		t.Fatalf("a segment another store holds was deleted: %v", err)
 	}
-	if first, err := writer.AppendChunk(ctx, 600, entries(600, 600, 100)); err != nil || first != 600 {
-		t.Fatalf("appending to the held segment = %d, %v", first, err)
-	}
+	mustAppend(t, writer, 600, 600)
 	if !bytes.Equal(readAll(t, other, 600, 1200), entries(600, 600, 100)) {
 		t.Fatal("entries appended after the prune differ")
+	}
+}
+
+// mustAppend appends count entries of 100 bytes, numbered from first, as
+// one commit, which must take index first.
+func mustAppend(t *testing.T, st *Store, first, count int) {
+	t.Helper()
+	if got, err := st.AppendChunk(t.Context(), uint64(count), entries(first, count, 100)); err != nil || got != uint64(first) {
+		t.Fatalf("AppendChunk(%d entries) = %d, %v; want %d", count, got, err, first)
+	}
+}
+
+// tidyAged tidies st's segments as if each were older than segmentMinAge.
+func tidyAged(t *testing.T, st *Store) {
+	t.Helper()
+	if _, err := st.wdb.ExecContext(t.Context(), `UPDATE log_segments SET created = ?`, ts(time.Now().Add(-2*segmentMinAge))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.tidySegments(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -370,15 +376,11 @@ func TestSegmentIDsNotReused(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	st := openLog(t, dir)
-	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, st, 0, 600)
 	st.seg.mu.Lock()
 	st.seg.abandon()
 	st.seg.mu.Unlock()
-	if _, err := st.AppendChunk(ctx, 600, entries(600, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, st, 600, 600)
 	integrate(t, st, 0, 1200)
 	if err := st.PruneEntries(ctx, 1200); err != nil {
 		t.Fatal(err)
@@ -387,19 +389,12 @@ func TestSegmentIDsNotReused(t *testing.T) {
 
 	st = openLog(t, dir)
 	defer st.Close()
-	if _, err := st.wdb.ExecContext(ctx, `UPDATE log_segments SET created = ?`, ts(time.Now().Add(-2*segmentMinAge))); err != nil {
-		t.Fatal(err)
-	}
+	tidyAged(t, st) // deletes segments 1 and 2
 	// A leftover file of segment 1 (its row deleted, the process gone).
-	if err := st.tidySegments(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if err := os.WriteFile(st.seg.name(1), []byte("left behind"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if first, err := st.AppendChunk(ctx, 600, entries(1200, 600, 100)); err != nil || first != 1200 {
-		t.Fatalf("AppendChunk = %d, %v", first, err)
-	}
+	mustAppend(t, st, 1200, 600)
 	if segs := rawQuery(t, st, `SELECT id FROM log_segments`); len(segs) != 1 || segs[0][0] != 3 {
 		t.Fatalf("segments %v after deleting 1 and 2, want [3]", segs)
 	}
@@ -432,9 +427,7 @@ func TestSegmentInFlight(t *testing.T) {
 	dir := t.TempDir()
 	st := openLog(t, dir)
 	defer st.Close()
-	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, st, 0, 600)
 	integrate(t, st, 0, 600)
 	g := &st.seg
 	// An append to segment 1 at its end, its extents not yet committed.
@@ -453,9 +446,7 @@ func TestSegmentInFlight(t *testing.T) {
 	if err := st.PruneEntries(ctx, 600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.AppendChunk(ctx, 600, entries(600, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, st, 600, 600)
 	if err := st.tidySegments(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -477,9 +468,7 @@ func TestSegmentDamaged(t *testing.T) {
 	ctx := t.Context()
 	st := openLog(t, t.TempDir())
 	defer st.Close()
-	if _, err := st.AppendChunk(ctx, 600, entries(0, 600, 100)); err != nil {
-		t.Fatal(err)
-	}
+	mustAppend(t, st, 0, 600)
 	if _, err := st.wdb.ExecContext(ctx, `UPDATE log_extents SET length = length - 1 WHERE first = 256`); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/custos-dev/custos/auditlog"
+	"github.com/custos-dev/custos/internal/durable"
 	"github.com/custos-dev/custos/internal/store"
 )
 
@@ -89,7 +90,7 @@ func (t *tileFile) file(create bool) (*os.File, error) {
 	if err == nil {
 		// Whoever created the file, its directory entry is durable before
 		// this process relies on a tile in it.
-		if err = syncDir(filepath.Dir(t.path)); err != nil {
+		if err = durable.SyncDir(filepath.Dir(t.path)); err != nil {
 			f.Close()
 		}
 	}
